@@ -1,0 +1,171 @@
+"""The typed run configuration: one pydantic model, loaded from TOML, overridable per key.
+
+Invalid configuration fails here, before Spark starts, with the offending key named.
+Secrets (API keys) never live in this object or in files: they come from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gplr_spark.session import REPO_ROOT
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the key that caused it in the message."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InputConfig(_Strict):
+    """Where purchases come from and how their columns map onto the canonical schema."""
+
+    source: str = "data/online_retail/online_retail.parquet"
+    format: Literal["auto", "parquet", "csv", "delta", "table"] = "auto"
+    mapping: str = "conf/mappings/online_retail.toml"
+
+
+class CleaningConfig(_Strict):
+    """Each rule can be switched off; every rule's removed-row count is reported."""
+
+    drop_null_customer: bool = True
+    drop_null_item: bool = True
+    drop_cancellations: bool = True
+    drop_non_positive_quantity: bool = True
+    drop_non_positive_price: bool = True
+    drop_non_product: bool = True
+    drop_excluded_countries: bool = True
+    drop_duplicates: bool = True
+
+
+class CatalogConfig(_Strict):
+    path: str = "data/catalogs/online_retail_paper.csv"
+
+
+class LabelerConfig(_Strict):
+    """Which backend labels prototypes. ``auto`` = openai if an API key is set, else offline."""
+
+    backend: Literal["auto", "offline", "recorded", "openai"] = "auto"
+    max_personas: int = Field(5, ge=1, le=20)
+    min_personas: int = Field(1, ge=1)
+    recorded_path: str = "data/online_retail_gpt4_labels/user_labels_even_ids.csv"
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(8, ge=1, le=256)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    budget_usd: float | None = Field(None, ge=0)
+    store_path: str = "output/label_store"
+
+
+class SamplingConfig(_Strict):
+    """Prototype selection: ``sample_rate`` of customers (or ``tau`` of them) over ``rounds``."""
+
+    strategy: Literal["random", "diversity_uncertainty"] = "random"
+    sample_rate: float = Field(0.05, gt=0, le=1)
+    tau: int | None = Field(None, ge=1)
+    rounds: int = Field(1, ge=1)
+    seed: int = 191
+    candidate_pool: str | None = None
+
+
+class AffinityConfig(_Strict):
+    """RevAff: eps = 0 is exact; walk_length l; de-bias strength beta."""
+
+    eps: float = Field(0.0, ge=0)
+    walk_length: int = Field(1, ge=1, le=10)
+    beta: float = Field(0.5, ge=0)
+
+
+class AssignConfig(_Strict):
+    k: int = Field(5, ge=1, le=50)
+
+
+class OutputConfig(_Strict):
+    """Delta tables go under ``path``; with ``schema`` set they are also registered by name."""
+
+    path: str = "output/delta"
+    catalog: str | None = None
+    schema_: str | None = Field(None, alias="schema")
+    run_id: str | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class RunConfig(_Strict):
+    """Everything a GPLR run needs, with the paper's defaults."""
+
+    input: InputConfig = InputConfig()
+    cleaning: CleaningConfig = CleaningConfig()
+    catalog: CatalogConfig = CatalogConfig()
+    labeler: LabelerConfig = LabelerConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    affinity: AffinityConfig = AffinityConfig()
+    assign: AssignConfig = AssignConfig()
+    output: OutputConfig = OutputConfig()
+
+    @field_validator("input")
+    @classmethod
+    def _source_given(cls, value: InputConfig) -> InputConfig:
+        if not value.source:
+            raise ValueError("input.source must name a file, folder or table")
+        return value
+
+    def resolve(self, path: str) -> str:
+        """A repo-relative path made absolute; absolute paths and URIs pass through."""
+        if "://" in path or Path(path).is_absolute():
+            return path
+        return str(REPO_ROOT / path)
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+
+
+def _parse_value(raw: str) -> Any:
+    """A CLI override value: TOML syntax if it parses (numbers, booleans, lists), else text."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"config key {dotted!r}: {part!r} is not a section")
+    node[leaf] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a TOML config and apply ``key.sub=value`` overrides, failing on unknown keys."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file {file} does not exist")
+        try:
+            tree = tomllib.loads(file.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {file} is not valid TOML: {err}") from err
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        _set_dotted(tree, key.strip(), _parse_value(raw.strip()))
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"config key {key!r}: {first['msg']} (got {first.get('input')!r})") from None

@@ -1,0 +1,253 @@
+"""The whole GPLR run, stage by stage: the one function jobs and notebooks call.
+
+ingest -> graph -> sampling -> labeling -> affinity -> assign -> sinks. Each stage is timed,
+named on the Spark UI (setJobDescription) and logged as one structured line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from gplr_spark import affinity as affinity_stage
+from gplr_spark import assign, graph, ingest, labeling, sampling, sinks
+from gplr_spark.config import ConfigError, RunConfig
+from gplr_spark.personas import Catalog
+
+log = logging.getLogger("gplr_spark")
+
+RUNS_SCHEMA = T.StructType(
+    [
+        T.StructField("started_at", T.TimestampType()),
+        T.StructField("finished_at", T.TimestampType()),
+        T.StructField("status", T.StringType()),
+        T.StructField("config", T.StringType()),
+        T.StructField("input_source", T.StringType()),
+        T.StructField("catalog_version", T.StringType()),
+        T.StructField("labeler_backend", T.StringType()),
+        T.StructField("eps", T.DoubleType()),
+        T.StructField("walk_length", T.IntegerType()),
+        T.StructField("cleaning", T.MapType(T.StringType(), T.LongType())),
+        T.StructField("counts", T.MapType(T.StringType(), T.LongType())),
+        T.StructField("timings", T.MapType(T.StringType(), T.DoubleType())),
+        T.StructField("affinity", T.StringType()),
+        T.StructField("labeling", T.StringType()),
+    ]
+)
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced: its tables (as DataFrames) and its report."""
+
+    run_id: str
+    assignments: DataFrame
+    affinity: DataFrame
+    labels: DataFrame
+    edges: DataFrame
+    purchases: DataFrame
+    catalog: Catalog
+    cleaning: ingest.CleaningReport
+    counts: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    affinity_report: affinity_stage.AffinityReport | None = None
+    labeling_report: labeling.LabelingReport | None = None
+    tables: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        lines = [f"run {self.run_id}"]
+        lines += ["  " + line for line in self.cleaning.lines()]
+        lines += [f"  {k}: {v:,}" for k, v in self.counts.items()]
+        lines += [f"  {k}: {v:.1f} s" for k, v in self.timings.items()]
+        if self.affinity_report:
+            rep = self.affinity_report
+            lines.append(
+                f"  affinity: eps={rep.eps:g} max={rep.max_affinity:.3g} "
+                f"median row max={rep.median_row_max:.3g}"
+            )
+            lines += [f"  WARNING {w}" for w in rep.warnings]
+        lines += [f"  table {name}: {path}" for name, path in self.tables.items()]
+        return "\n".join(lines)
+
+
+@contextmanager
+def stage(spark: SparkSession, name: str, timings: dict[str, float]) -> Iterator[None]:
+    """Time a stage, name its Spark jobs, and log one structured line."""
+    spark.sparkContext.setJobDescription(f"gplr: {name}")
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round(time.perf_counter() - started, 3)
+        spark.sparkContext.setJobDescription(None)
+        log.info(json.dumps({"stage": name, "seconds": timings[name]}))
+
+
+def make_labeler(cfg: RunConfig) -> labeling.Labeler:
+    """The configured backend; ``auto`` is openai when an API key is set, else offline."""
+    lab = cfg.labeler
+    backend = lab.backend
+    if backend == "auto":
+        backend = "openai" if os.environ.get(lab.api_key_env) else "offline"
+    if backend == "offline":
+        return labeling.OfflineLabeler(
+            min_personas=lab.min_personas, max_personas=lab.max_personas
+        )
+    if backend == "recorded":
+        return labeling.RecordedLabeler(
+            cfg.resolve(lab.recorded_path), min_personas=lab.min_personas, max_personas=8
+        )
+    try:
+        from gplr_spark.llm import OpenAILabeler
+    except ImportError as err:  # pragma: no cover - the module ships with the package
+        raise ConfigError(f"labeler.backend 'openai' is unavailable: {err}") from err
+    return OpenAILabeler.from_config(lab, store_root=cfg.resolve(lab.store_path))
+
+
+def default_run_id() -> str:
+    return dt.datetime.now(dt.UTC).strftime("run-%Y%m%dT%H%M%SZ")
+
+
+def run_gplr(
+    spark: SparkSession,
+    cfg: RunConfig,
+    *,
+    labeler: labeling.Labeler | None = None,
+    write: bool = True,
+) -> RunResult:
+    """Run GPLR end to end and (by default) write the Delta tables."""
+    started_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    run_id = cfg.output.run_id or default_run_id()
+    timings: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    source = cfg.resolve(cfg.input.source)
+
+    with stage(spark, "ingest", timings):
+        purchases, cleaning = ingest.load_purchases(
+            spark,
+            source if cfg.input.format == "table" else source,
+            cfg.resolve(cfg.input.mapping),
+            cfg.cleaning,
+            cfg.input.format,
+        )
+        purchases = purchases.localCheckpoint(eager=True)
+
+    with stage(spark, "graph", timings):
+        edges = graph.build_edges(purchases).localCheckpoint(eager=True)
+        stats = graph.graph_stats(edges)
+        counts.update(stats.as_dict())
+
+    catalog = Catalog.from_csv(cfg.resolve(cfg.catalog.path))
+    with stage(spark, "sampling", timings):
+        customers = edges.select("customer_id").distinct()
+        n = sampling.prototype_count(
+            stats.customers, rate=cfg.sampling.sample_rate, tau=cfg.sampling.tau
+        )
+        prototypes = sampling.random_prototypes(customers, n, seed=cfg.sampling.seed)
+        prototypes = prototypes.localCheckpoint(eager=True)
+        counts["prototypes_requested"] = n
+
+    chosen = labeler or make_labeler(cfg)
+    with stage(spark, "labeling", timings):
+        labels, lab_report = labeling.label_customers(purchases, prototypes, catalog, chosen)
+        labels = labels.localCheckpoint(eager=True)
+        counts["prototypes_labeled"] = lab_report.labeled
+        counts["labels"] = lab_report.labels
+    if lab_report.labels == 0:
+        raise RuntimeError(
+            f"labeler {chosen.name!r} gave no labels for {lab_report.requested} prototypes "
+            f"({lab_report.as_dict()}): nothing to propagate"
+        )
+
+    rep = affinity_stage.AffinityReport(
+        cfg.affinity.eps, cfg.affinity.walk_length, cfg.affinity.beta, 0.0
+    )
+    with stage(spark, "affinity", timings):
+        aff = affinity_stage.compute_affinity(
+            edges,
+            labels,
+            eps=cfg.affinity.eps,
+            walk_length=cfg.affinity.walk_length,
+            beta=cfg.affinity.beta,
+            report=rep,
+        )
+
+    with stage(spark, "assign", timings):
+        assignments = assign.top_k(aff, labels, k=cfg.assign.k).localCheckpoint(eager=True)
+        per_source = {r["source"]: r["n"] for r in assignments.groupBy("source").agg(
+            F.countDistinct("customer_id").alias("n")).collect()}
+        counts["customers_llm"] = int(per_source.get("llm", 0))
+        counts["customers_inferred"] = int(per_source.get("inferred", 0))
+        counts["customers_unreached"] = assign.unreached_customers(assignments, customers).count()
+        counts["assignment_rows"] = assignments.count()
+
+    result = RunResult(
+        run_id=run_id,
+        assignments=assignments,
+        affinity=aff,
+        labels=labels,
+        edges=edges,
+        purchases=purchases,
+        catalog=catalog,
+        cleaning=cleaning,
+        counts=counts,
+        timings=timings,
+        affinity_report=rep,
+        labeling_report=lab_report,
+    )
+    if write:
+        with stage(spark, "sinks", timings):
+            write_tables(spark, cfg, result, started_at)
+    return result
+
+
+def write_tables(
+    spark: SparkSession, cfg: RunConfig, result: RunResult, started_at: dt.datetime
+) -> None:
+    """customer_personas, persona_catalog and persona_runs, each replaced per run_id."""
+    out = cfg.output
+    base = cfg.resolve(out.path)
+
+    def target(table: str) -> sinks.TableLocation:
+        return sinks.location(base, table, out.catalog, out.schema_)
+
+    personas_t, catalog_t, runs_t = (
+        target("customer_personas"),
+        target("persona_catalog"),
+        target("persona_runs"),
+    )
+    sinks.write_run(result.assignments, personas_t, result.run_id)
+    sinks.write_run(result.catalog.to_dataframe(spark), catalog_t, result.run_id)
+    result.tables.update(
+        customer_personas=personas_t.path, persona_catalog=catalog_t.path, persona_runs=runs_t.path
+    )
+    row: dict[str, Any] = {
+        "started_at": started_at,
+        "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        "status": "succeeded",
+        "config": cfg.to_json(),
+        "input_source": cfg.input.source,
+        "catalog_version": result.catalog.version,
+        "labeler_backend": result.labeling_report.backend if result.labeling_report else "",
+        "eps": cfg.affinity.eps,
+        "walk_length": cfg.affinity.walk_length,
+        "cleaning": {"rows_read": result.cleaning.rows_read, **result.cleaning.removed,
+                     "rows_kept": result.cleaning.rows_kept},
+        "counts": result.counts,
+        "timings": result.timings,
+        "affinity": json.dumps(result.affinity_report.as_dict() if result.affinity_report else {}),
+        "labeling": json.dumps(result.labeling_report.as_dict() if result.labeling_report else {}),
+    }
+    runs = spark.createDataFrame([row], schema=RUNS_SCHEMA)
+    sinks.write_run(runs, runs_t, result.run_id)
