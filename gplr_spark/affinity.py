@@ -58,7 +58,9 @@ def debias_weights(labels: DataFrame, beta: float) -> DataFrame:
 
 
 def initial_residues(labels: DataFrame, beta: float) -> DataFrame:
-    """L[u, r] = c_r * Phi[u, r] / sum_r' Phi[u, r'] for prototypes: (customer_id, persona, value)."""
+    """L[u, r] = c_r * Phi[u, r] / sum_r' Phi[u, r'] of each prototype u.
+
+    Columns: customer_id, persona, value."""
     distinct = labels.select("customer_id", "persona").distinct()
     per_user = Window.partitionBy("customer_id")
     weights = F.broadcast(debias_weights(distinct, beta))
@@ -83,8 +85,10 @@ def _hop(residues: DataFrame, edges: DataFrame, to_items: bool) -> DataFrame:
     moved = residues.join(edges.select(src, dst, inv), src).select(
         F.col(dst).alias("node"), "persona", (F.col("value") * F.col(inv)).alias("value")
     )
-    return moved.groupBy("node", "persona").agg(F.sum("value").alias("value")).withColumnRenamed(
-        "node", dst
+    return (
+        moved.groupBy("node", "persona")
+        .agg(F.sum("value").alias("value"))
+        .withColumnRenamed("node", dst)
     )
 
 

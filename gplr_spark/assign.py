@@ -31,7 +31,10 @@ def top_k(affinity: DataFrame, labels: DataFrame, k: int = 5) -> DataFrame:
         affinity.join(F.broadcast(prototypes), "customer_id", "left_anti")
         .where(F.col("affinity") > 0)
         .select(
-            "customer_id", "persona", F.col("affinity").alias("score"), F.lit("inferred").alias("source")
+            "customer_id",
+            "persona",
+            F.col("affinity").alias("score"),
+            F.lit("inferred").alias("source"),
         )
     )
     order = Window.partitionBy("customer_id").orderBy(F.desc("score"), F.asc("persona"))
@@ -44,6 +47,8 @@ def top_k(affinity: DataFrame, labels: DataFrame, k: int = 5) -> DataFrame:
 
 def unreached_customers(assignments: DataFrame, customers: DataFrame) -> DataFrame:
     """Customers of the graph that got no persona at all (no walk reaches a prototype)."""
-    return customers.select("customer_id").distinct().join(
-        assignments.select("customer_id").distinct(), "customer_id", "left_anti"
+    return (
+        customers.select("customer_id")
+        .distinct()
+        .join(assignments.select("customer_id").distinct(), "customer_id", "left_anti")
     )

@@ -125,6 +125,15 @@ class RunConfig(_Strict):
             return path
         return str(REPO_ROOT / path)
 
+    def source(self) -> str:
+        """The input as Spark should see it: a table name stays a name, a path gets resolved."""
+        src = self.input.source
+        if self.input.format == "table":
+            return src
+        resolved = self.resolve(src)
+        looks_like_table = "/" not in src and not Path(resolved).exists()
+        return src if self.input.format == "auto" and looks_like_table else resolved
+
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
 
@@ -168,4 +177,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"config key {key!r}: {first['msg']} (got {first.get('input')!r})") from None
+        raise ConfigError(
+            f"config key {key!r}: {first['msg']} (got {first.get('input')!r})"
+        ) from None

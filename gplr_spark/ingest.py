@@ -196,8 +196,10 @@ def clean(
     for name, cond in reversed(rules):
         charged = F.when(cond, F.lit(name)).otherwise(charged)
     flagged = purchases.withColumn("_removed_by", charged)
-    counts = {r["_removed_by"]: r["n"] for r in flagged.groupBy("_removed_by").agg(
-        F.count(F.lit(1)).alias("n")).collect()}
+    counts = {
+        r["_removed_by"]: r["n"]
+        for r in flagged.groupBy("_removed_by").agg(F.count(F.lit(1)).alias("n")).collect()
+    }
     report = CleaningReport(rows_read=sum(counts.values()))
     for name, _ in rules:
         report.removed[name] = int(counts.get(name, 0))

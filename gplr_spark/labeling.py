@@ -119,7 +119,10 @@ def validate_personas(
 
 
 _STOP = frozenset(
-    ["a", "an", "and", "the", "of", "for", "with", "to", "in", "on", "or", "by", "from", "as", "at", "is", "are", "their", "this", "that", "those", "who", "its", "it", "into", "more", "both", "items", "item", "individuals", "persons", "persona", "people", "love", "seen", "such", "including", "showing", "show", "shown", "showcasing", "related", "evident", "across", "ranging", "spanning", "reflects", "reflect", "focus", "encompasses", "interest", "interested", "keen", "strong", "enjoy", "set", "sets"]
+    """a an and the of for with to in on or by from as at is are their this that those who
+    its it into more both items item individuals persons persona people love seen such
+    including showing show shown showcasing related evident across ranging spanning
+    reflects reflect focus encompasses interest interested keen strong enjoy set sets""".split()
 )
 
 
@@ -220,9 +223,7 @@ class RecordedLabeler:
 
     name = "recorded"
 
-    def __init__(
-        self, path: str | Path, *, min_personas: int = 1, max_personas: int = 8
-    ) -> None:
+    def __init__(self, path: str | Path, *, min_personas: int = 1, max_personas: int = 8) -> None:
         file = Path(path)
         if not file.is_file():
             raise FileNotFoundError(f"recorded labels file {file} does not exist")

@@ -101,9 +101,7 @@ def make_labeler(cfg: RunConfig) -> labeling.Labeler:
     if backend == "auto":
         backend = "openai" if os.environ.get(lab.api_key_env) else "offline"
     if backend == "offline":
-        return labeling.OfflineLabeler(
-            min_personas=lab.min_personas, max_personas=lab.max_personas
-        )
+        return labeling.OfflineLabeler(min_personas=lab.min_personas, max_personas=lab.max_personas)
     if backend == "recorded":
         return labeling.RecordedLabeler(
             cfg.resolve(lab.recorded_path), min_personas=lab.min_personas, max_personas=8
@@ -131,12 +129,12 @@ def run_gplr(
     run_id = cfg.output.run_id or default_run_id()
     timings: dict[str, float] = {}
     counts: dict[str, int] = {}
-    source = cfg.resolve(cfg.input.source)
+    source = cfg.source()
 
     with stage(spark, "ingest", timings):
         purchases, cleaning = ingest.load_purchases(
             spark,
-            source if cfg.input.format == "table" else source,
+            source,
             cfg.resolve(cfg.input.mapping),
             cfg.cleaning,
             cfg.input.format,
@@ -185,8 +183,12 @@ def run_gplr(
 
     with stage(spark, "assign", timings):
         assignments = assign.top_k(aff, labels, k=cfg.assign.k).localCheckpoint(eager=True)
-        per_source = {r["source"]: r["n"] for r in assignments.groupBy("source").agg(
-            F.countDistinct("customer_id").alias("n")).collect()}
+        per_source = {
+            r["source"]: r["n"]
+            for r in assignments.groupBy("source")
+            .agg(F.countDistinct("customer_id").alias("n"))
+            .collect()
+        }
         counts["customers_llm"] = int(per_source.get("llm", 0))
         counts["customers_inferred"] = int(per_source.get("inferred", 0))
         counts["customers_unreached"] = assign.unreached_customers(assignments, customers).count()
@@ -242,8 +244,11 @@ def write_tables(
         "labeler_backend": result.labeling_report.backend if result.labeling_report else "",
         "eps": cfg.affinity.eps,
         "walk_length": cfg.affinity.walk_length,
-        "cleaning": {"rows_read": result.cleaning.rows_read, **result.cleaning.removed,
-                     "rows_kept": result.cleaning.rows_kept},
+        "cleaning": {
+            "rows_read": result.cleaning.rows_read,
+            **result.cleaning.removed,
+            "rows_kept": result.cleaning.rows_kept,
+        },
         "counts": result.counts,
         "timings": result.timings,
         "affinity": json.dumps(result.affinity_report.as_dict() if result.affinity_report else {}),

@@ -54,7 +54,9 @@ def write_run(
     writer.save(target.path)
     if target.name:
         spark = df.sparkSession
-        spark.sql(f"CREATE TABLE IF NOT EXISTS {target.name} USING DELTA LOCATION {_quote(target.path)}")
+        spark.sql(
+            f"CREATE TABLE IF NOT EXISTS {target.name} USING DELTA LOCATION {_quote(target.path)}"
+        )
 
 
 def read_table(spark: SparkSession, target: TableLocation) -> DataFrame:

@@ -1,7 +1,7 @@
 """Assign personas to every customer: the full GPLR run as a job.
 
-    spark-submit jobs/assign_personas.py --config conf/online_retail.toml [--set key=value]
-    python jobs/assign_personas.py --config conf/online_retail.toml --run-id nightly-2026-12-03
+spark-submit jobs/assign_personas.py --config conf/online_retail.toml [--set key=value]
+python jobs/assign_personas.py --config conf/online_retail.toml --run-id nightly-2026-12-03
 """
 
 from __future__ import annotations
