@@ -11,7 +11,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gplr_spark.session import REPO_ROOT
 
@@ -45,12 +52,61 @@ class CleaningConfig(_Strict):
     drop_duplicates: bool = True
 
 
+class CatalogGenerationConfig(_Strict):
+    """LLM catalog generation (paper, Appendix B): proposals -> merges -> final set."""
+
+    proposals: int = Field(40, ge=1)
+    customers_per_proposal: int = Field(100, ge=1)
+    personas_per_proposal: int = Field(20, ge=1)
+    merges: int = Field(8, ge=1)
+    sets_per_merge: int = Field(5, ge=1)
+    final_size: int = Field(20, ge=1)
+    items_per_customer: int = Field(30, ge=1)
+    seed: int = 191
+    output: str = "output/catalogs/generated.csv"
+
+    @model_validator(mode="after")
+    def _merge_fits(self) -> CatalogGenerationConfig:
+        if self.sets_per_merge > self.proposals:
+            raise ValueError(
+                f"sets_per_merge ({self.sets_per_merge}) exceeds proposals ({self.proposals})"
+            )
+        return self
+
+
 class CatalogConfig(_Strict):
     path: str = "data/catalogs/online_retail_paper.csv"
+    generation: CatalogGenerationConfig = CatalogGenerationConfig()
+
+
+class ModelPrice(_Strict):
+    """List price of one model in USD per million tokens."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
+# List prices (USD per 1M tokens) when this was written: check your contract and override
+# with [labeler.prices."model-name"]. A budget needs the configured model in this table.
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "gpt-4o-mini": ModelPrice(input_per_mtok=0.15, output_per_mtok=0.60),
+    "gpt-4o": ModelPrice(input_per_mtok=2.50, output_per_mtok=10.00),
+    "gpt-4-turbo": ModelPrice(input_per_mtok=10.00, output_per_mtok=30.00),
+    "gpt-4.1": ModelPrice(input_per_mtok=2.00, output_per_mtok=8.00),
+    "gpt-4.1-mini": ModelPrice(input_per_mtok=0.40, output_per_mtok=1.60),
+    "gpt-4.1-nano": ModelPrice(input_per_mtok=0.10, output_per_mtok=0.40),
+}
 
 
 class LabelerConfig(_Strict):
-    """Which backend labels prototypes. ``auto`` = openai if an API key is set, else offline."""
+    """Which backend labels prototypes. ``auto`` = openai if an API key is set, else offline.
+
+    The openai backend's knobs: bounded ``concurrency``, client-side ``rpm``/``tpm`` limits,
+    per-request ``timeout_s``, ``max_retries`` on 408/409/429/5xx/timeouts (exponential
+    backoff with jitter from ``backoff_initial_s``, Retry-After honoured), up to
+    ``max_invalid_retries`` re-asks of a rejected answer, a hard ``budget_usd`` priced by
+    ``prices``, histories cut to ``max_prompt_tokens`` (estimated at ``chars_per_token``).
+    """
 
     backend: Literal["auto", "offline", "recorded", "openai"] = "auto"
     max_personas: int = Field(5, ge=1, le=20)
@@ -64,6 +120,25 @@ class LabelerConfig(_Strict):
     max_retries: int = Field(5, ge=0)
     budget_usd: float | None = Field(None, ge=0)
     store_path: str = "output/label_store"
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    max_prompt_tokens: int = Field(8000, ge=100)
+    max_output_tokens: int = Field(300, ge=16)
+    chars_per_token: float = Field(3.0, gt=0)
+    max_invalid_retries: int = Field(2, ge=0)
+    backoff_initial_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+    structured_output: Literal["auto", "json_schema", "text"] = "auto"
+    temperature: float | None = Field(None, ge=0, le=2)
+    item_max_personas: int = Field(5, ge=1, le=20)
+    progress: bool = True
+
+    @field_validator("prices")
+    @classmethod
+    def _keep_default_prices(cls, value: dict[str, ModelPrice]) -> dict[str, ModelPrice]:
+        """Configured prices add to (and override) the defaults instead of replacing them."""
+        return {**DEFAULT_PRICES, **value}
 
 
 class SamplingConfig(_Strict):
