@@ -84,6 +84,11 @@ def request_key(customer_id: str, salt: str = "gplr") -> str:
     return "c" + hashlib.sha256(f"{salt}:{customer_id}".encode()).hexdigest()[:10]
 
 
+def item_key(item_name: str) -> str:
+    """An opaque, stable key for a product name in item-labeling prompts."""
+    return "p" + hashlib.sha256(item_name.encode()).hexdigest()[:10]
+
+
 def normalize_name(name: str) -> str:
     """The documented normalization for near-miss names: case, blanks, a leading 'The '."""
     text = re.sub(r"\s+", " ", name).strip().strip("\"'.").strip()
@@ -315,7 +320,23 @@ def label_customers(
             report.labeled += 1
             records.extend((req.customer_id, p) for p in result.personas)
     report.labels = len(records)
+    stats = getattr(labeler, "last_stats", None)  # LLM backends: calls, tokens, cost, rejections
+    if stats is not None and callable(getattr(stats, "as_dict", None)):
+        report.extra.update({f"llm_{k}": v for k, v in stats.as_dict().items()})
     spark = purchases.sparkSession
     frame = pd.DataFrame(records, columns=["customer_id", "persona"], dtype="object")
     labels = spark.createDataFrame(frame, schema=LABEL_SCHEMA)
     return labels, report
+
+
+def label_items(item_names: Sequence[str], catalog: Catalog, labeler: Labeler) -> list[LabelResult]:
+    """Personas per product name (for the recommender's item-persona edges), same validation.
+
+    Backends with an item prompt (``label_items``, the LLM) use it; the others label each
+    product as a one-product history keyed by ``item_key``.
+    """
+    method = getattr(labeler, "label_items", None)
+    if callable(method):
+        return list(method(item_names, catalog))
+    requests = [LabelRequest(item_key(name), "", ((name, 1),)) for name in item_names]
+    return labeler.label(requests, catalog)
