@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import email.utils
 import hashlib
@@ -942,8 +943,11 @@ class LLMClient:
 
 
 def _jsonable(value: Any) -> Any:
+    """A validated value as JSON (tuples to lists, dataclasses such as Persona to dicts)."""
     if isinstance(value, tuple | list):
         return [_jsonable(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
     return value
 
 
