@@ -1,0 +1,1 @@
+"""Benchmarks for gplr-spark: synthetic purchase graphs and the affinity benchmark."""
