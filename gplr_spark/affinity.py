@@ -7,18 +7,35 @@ residue below eps / (2l) is dropped before it is pushed, which bounds the error 
 entry by eps (a dropped residue r reaches any customer with walk probability <= 1, and
 each of the 2l hops drops less than eps / (2l) per customer). eps = 0 is exact.
 Lineage is cut after every hop: without it planning cost grows with the loop.
+
+Two engines compute the same numbers:
+
+- ``matrix`` (default): customers' adjacency lists live in Arrow batches, partitioned by
+  customer; the item side (|V| x |R|, small) is reduced on the driver and broadcast, and each
+  partition multiplies its sparse adjacency block with scipy. One pass per hop, no shuffle.
+- ``long``: residues as (node, persona, value) rows; one join + group-by per hop. Needs no
+  item-sized memory on the driver, so it is the fallback for catalogues too large to
+  broadcast (millions of items times hundreds of personas).
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 Lineage = Literal["local", "reliable"]
+Engine = Literal["matrix", "long"]
+ENGINES: tuple[str, ...] = ("matrix", "long")
 
 
 @dataclass
@@ -39,6 +56,8 @@ class AffinityReport:
     walk_length: int
     beta: float
     threshold: float
+    engine: str = "matrix"
+    partitions: int = 0
     hops: list[HopStats] = field(default_factory=list)
     rows: int = 0
     max_affinity: float = 0.0
@@ -92,37 +111,23 @@ def _hop(residues: DataFrame, edges: DataFrame, to_items: bool) -> DataFrame:
     )
 
 
-def compute_affinity(
+def _long_push(
     edges: DataFrame,
-    labels: DataFrame,
+    init: DataFrame,
     *,
-    eps: float = 0.0,
-    walk_length: int = 1,
-    beta: float = 0.5,
-    lineage: Lineage = "local",
-    report: AffinityReport | None = None,
+    walk_length: int,
+    threshold: float,
+    lineage: Lineage,
+    rep: AffinityReport,
 ) -> DataFrame:
-    """Persona affinities of every reachable customer: DataFrame[customer_id, persona, affinity].
-
-    ``edges`` needs customer_id, item_id, customer_degree, item_degree (see graph.build_edges);
-    ``labels`` is DataFrame[customer_id, persona], one row per prototype label. Each entry is
-    within ``eps`` of the exact Psi; zero entries are left out.
-    """
-    if eps < 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
-    if walk_length < 1:
-        raise ValueError(f"walk_length must be >= 1, got {walk_length}")
-    started = time.perf_counter()
-    threshold = eps / (2 * walk_length)
-    rep = report if report is not None else AffinityReport(eps, walk_length, beta, threshold)
-    rep.eps, rep.walk_length, rep.beta, rep.threshold = eps, walk_length, beta, threshold
+    """Residues as (node, persona, value) rows: one join + group-by-sum per hop."""
     hop_edges = edges.select(
         "customer_id",
         "item_id",
         (1.0 / F.col("customer_degree")).alias("inv_customer_degree"),
         (1.0 / F.col("item_degree")).alias("inv_item_degree"),
     )
-    residues = _cut(initial_residues(labels, beta), lineage)
+    residues = _cut(init, lineage)
     estimates: list[DataFrame] = []
     for hop in range(1, 2 * walk_length + 1):
         t0 = time.perf_counter()
@@ -138,7 +143,7 @@ def compute_affinity(
         rep.hops.append(
             HopStats(
                 hop=hop,
-                direction="customer->item" if to_items else "item->customer",
+                direction=_direction(hop),
                 rows=int(stats["rows"]),
                 pushed=int(stats["pushed"]),
                 dropped_mass=float(stats["dropped"] or 0.0),
@@ -152,12 +157,323 @@ def compute_affinity(
         total = total.unionByName(part)
     if len(estimates) > 1:
         total = total.groupBy("customer_id", "persona").agg(F.sum("value").alias("value"))
-    result = _cut(
-        total.select(
-            "customer_id", "persona", (F.col("value") / F.lit(walk_length)).alias("affinity")
-        ).where(F.col("affinity") > 0),
+    return total.select(
+        "customer_id", "persona", (F.col("value") / F.lit(walk_length)).alias("affinity")
+    ).where(F.col("affinity") > 0)
+
+
+def _direction(hop: int) -> str:
+    return "customer->item" if hop % 2 == 1 else "item->customer"
+
+
+# ---------------------------------------------------------------------------------------------
+# matrix engine: per-partition scipy products against a broadcast item-side matrix
+# ---------------------------------------------------------------------------------------------
+
+_PARTIAL_SCHEMA = T.StructType(
+    [
+        T.StructField("idx", T.BinaryType()),
+        T.StructField("val", T.BinaryType()),
+        T.StructField("rows", T.LongType()),
+        T.StructField("pushed", T.LongType()),
+        T.StructField("dropped", T.DoubleType()),
+    ]
+)
+_STATE_SCHEMA = T.StructType(
+    [
+        T.StructField("customer_id", T.StringType()),
+        T.StructField("items", T.ArrayType(T.IntegerType())),
+        T.StructField("x", T.ArrayType(T.DoubleType())),
+        T.StructField("acc", T.ArrayType(T.DoubleType())),
+    ]
+)
+_OUT_SCHEMA = T.StructType(
+    [
+        T.StructField("customer_id", T.StringType()),
+        T.StructField("p", T.IntegerType()),
+        T.StructField("affinity", T.DoubleType()),
+    ]
+)
+
+
+def _adjacency(batch: pa.RecordBatch, n_items: int) -> sp.csr_matrix:
+    """The batch's customers x items 0/1 matrix from its ``items`` list column."""
+    items = batch.column("items")
+    lengths = items.value_lengths().to_numpy(zero_copy_only=False)
+    indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    indices = items.flatten().to_numpy(zero_copy_only=False)
+    data = np.ones(len(indices))
+    return sp.csr_matrix((data, indices, indptr), shape=(len(lengths), n_items))
+
+
+def _dense(batch: pa.RecordBatch, name: str, width: int) -> np.ndarray:
+    """A fixed-width list<double> column as an (n, width) array."""
+    return batch.column(name).flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+
+
+def _list_column(matrix: np.ndarray) -> pa.ListArray:
+    n, width = matrix.shape
+    offsets = pa.array(np.arange(0, n * width + 1, width, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(matrix.ravel()))
+
+
+def _prune(values: np.ndarray, threshold: float) -> tuple[int, int, float]:
+    """Zero entries below the threshold in place: (non-zero rows, pushed, dropped mass)."""
+    nonzero = values > 0
+    small = nonzero & (values < threshold)
+    dropped = float(values[small].sum())
+    values[small] = 0.0
+    return int(nonzero.sum()), int(nonzero.sum() - small.sum()), dropped
+
+
+def _partition_count(spark_parallelism: int, n_edges: int, requested: int | None) -> int:
+    """Sized to the data: about 2M edges per partition, a multiple of the cores, >= cores."""
+    if requested:
+        return requested
+    per_core = max(1, math.ceil(n_edges / 2_000_000 / spark_parallelism))
+    return spark_parallelism * per_core
+
+
+def _matrix_push(
+    edges: DataFrame,
+    init: DataFrame,
+    *,
+    walk_length: int,
+    threshold: float,
+    lineage: Lineage,
+    partitions: int | None,
+    rep: AffinityReport,
+) -> DataFrame:
+    """Customers' adjacency in Arrow batches x a broadcast dense item-side matrix, per hop."""
+    spark = edges.sparkSession
+    sc = spark.sparkContext
+    # Index the item side on the driver (item-sized: |V| ids and degrees).
+    items_pdf = edges.groupBy("item_id").agg(F.max("item_degree").alias("item_degree")).toPandas()
+    items_pdf = items_pdf.sort_values("item_id", kind="stable").reset_index(drop=True)
+    n_items = len(items_pdf)
+    inv_item_degree = 1.0 / items_pdf["item_degree"].to_numpy(dtype=np.float64)
+    items_pdf["item_idx"] = np.arange(n_items, dtype=np.int32)
+    item_index = spark.createDataFrame(items_pdf[["item_id", "item_idx"]])
+    personas = sorted(r["persona"] for r in init.select("persona").distinct().collect())
+    width = len(personas)
+    persona_idx = (F.array_position(F.array(*map(F.lit, personas)), F.col("persona")) - 1).cast(
+        "int"
+    )
+
+    indexed = edges.select("customer_id", "item_id").join(F.broadcast(item_index), "item_id")
+    n_edges = edges.count()
+    n_parts = _partition_count(sc.defaultParallelism, n_edges, partitions)
+    rep.partitions = n_parts
+    adjacency = _cut(
+        indexed.groupBy("customer_id")
+        .agg(F.collect_list("item_idx").alias("items"))
+        .repartition(n_parts, "customer_id"),
         lineage,
     )
+
+    # Hop 1 pushes the prototypes' labels (few rows) with a join: L is too sparse to densify.
+    t0 = time.perf_counter()
+    residues = init.select("customer_id", persona_idx.alias("p"), "value")
+    stats = residues.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count(F.when(F.col("value") >= threshold, 1)).alias("pushed"),
+        F.sum(F.when(F.col("value") < threshold, F.col("value"))).alias("dropped"),
+    ).first()
+    item_sums = (
+        residues.where(F.col("value") >= threshold)
+        .join(indexed.select("customer_id", "item_idx"), "customer_id")
+        .groupBy("item_idx", "p")
+        .agg(F.sum("value").alias("value"))
+        .toPandas()
+    )
+    y = np.zeros((n_items, width))
+    y[item_sums["item_idx"].to_numpy(), item_sums["p"].to_numpy()] = item_sums["value"].to_numpy()
+    rep.hops.append(
+        HopStats(
+            1,
+            _direction(1),
+            int(stats["rows"]),
+            int(stats["pushed"]),
+            float(stats["dropped"] or 0.0),
+            time.perf_counter() - t0,
+        )
+    )
+
+    state = adjacency
+    for step in range(1, walk_length + 1):
+        # Even hop 2*step: items -> customers through the broadcast item-side matrix.
+        t0 = time.perf_counter()
+        y *= inv_item_degree[:, None]
+        rows, pushed, dropped = _prune(y, threshold)
+        y_bc = sc.broadcast(y)
+        last = step == walk_length
+        first = step == 1
+        scale = 1.0 / walk_length
+
+        def to_customers(
+            batches: Iterator[pa.RecordBatch],
+            y_bc=y_bc,
+            last: bool = last,
+            first: bool = first,
+            scale: float = scale,
+        ) -> Iterator[pa.RecordBatch]:
+            item_side = y_bc.value
+            for batch in batches:
+                adj = _adjacency(batch, item_side.shape[0])
+                degree = np.asarray(adj.sum(axis=1)).ravel()
+                x = np.asarray(adj @ item_side) / degree[:, None]
+                acc = x if first else _dense(batch, "acc", width) + x
+                if last:
+                    psi = acc * scale
+                    r, c = np.nonzero(psi)
+                    yield pa.RecordBatch.from_arrays(
+                        [
+                            batch.column("customer_id").take(pa.array(r)),
+                            pa.array(c.astype(np.int32)),
+                            pa.array(psi[r, c]),
+                        ],
+                        schema=pa.schema(
+                            [
+                                ("customer_id", pa.string()),
+                                ("p", pa.int32()),
+                                ("affinity", pa.float64()),
+                            ]
+                        ),
+                    )
+                else:
+                    yield pa.RecordBatch.from_arrays(
+                        [
+                            batch.column("customer_id"),
+                            batch.column("items"),
+                            _list_column(x),
+                            _list_column(acc),
+                        ],
+                        names=["customer_id", "items", "x", "acc"],
+                    )
+
+        state = _cut(
+            state.mapInArrow(to_customers, _OUT_SCHEMA if last else _STATE_SCHEMA), lineage
+        )
+        y_bc.unpersist()
+        rep.hops.append(
+            HopStats(
+                2 * step, _direction(2 * step), rows, pushed, dropped, time.perf_counter() - t0
+            )
+        )
+        if last:
+            break
+
+        # Odd hop 2*step+1: customers -> items, partial item sums per partition, summed here.
+        t0 = time.perf_counter()
+
+        def to_items(
+            batches: Iterator[pa.RecordBatch], threshold: float = threshold
+        ) -> Iterator[pa.RecordBatch]:
+            total: np.ndarray | None = None
+            rows = pushed = 0
+            dropped = 0.0
+            for batch in batches:
+                adj = _adjacency(batch, n_items)
+                x = _dense(batch, "x", width).copy()
+                n, p, d = _prune(x, threshold)
+                rows, pushed, dropped = rows + n, pushed + p, dropped + d
+                part = np.asarray((adj.T @ sp.csr_matrix(x)).todense())
+                total = part if total is None else total + part
+            flat = np.flatnonzero(total) if total is not None else np.zeros(0, dtype=np.int64)
+            values = total.ravel()[flat] if total is not None else np.zeros(0)
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array([flat.astype(np.int64).tobytes()], pa.binary()),
+                    pa.array([values.tobytes()], pa.binary()),
+                    pa.array([rows], pa.int64()),
+                    pa.array([pushed], pa.int64()),
+                    pa.array([dropped], pa.float64()),
+                ],
+                names=["idx", "val", "rows", "pushed", "dropped"],
+            )
+
+        partials = state.mapInArrow(to_items, _PARTIAL_SCHEMA).collect()
+        flat_y = np.zeros(n_items * width)
+        for part in partials:
+            idx = np.frombuffer(part["idx"], dtype=np.int64)
+            flat_y += np.bincount(idx, np.frombuffer(part["val"]), minlength=n_items * width)
+        y = flat_y.reshape(n_items, width)
+        rep.hops.append(
+            HopStats(
+                2 * step + 1,
+                _direction(2 * step + 1),
+                sum(int(p["rows"]) for p in partials),
+                sum(int(p["pushed"]) for p in partials),
+                sum(float(p["dropped"]) for p in partials),
+                time.perf_counter() - t0,
+            )
+        )
+    return state.select(
+        "customer_id",
+        F.element_at(F.array(*map(F.lit, personas)), F.col("p") + 1).alias("persona"),
+        "affinity",
+    )
+
+
+def compute_affinity(
+    edges: DataFrame,
+    labels: DataFrame,
+    *,
+    eps: float = 0.0,
+    walk_length: int = 1,
+    beta: float = 0.5,
+    engine: Engine = "matrix",
+    partitions: int | None = None,
+    lineage: Lineage = "local",
+    report: AffinityReport | None = None,
+) -> DataFrame:
+    """Persona affinities of every reachable customer: DataFrame[customer_id, persona, affinity].
+
+    ``edges`` needs customer_id, item_id, customer_degree, item_degree (see graph.build_edges);
+    ``labels`` is DataFrame[customer_id, persona], one row per prototype label. Each entry is
+    within ``eps`` of the exact Psi; zero entries are left out. ``engine`` picks the
+    representation (same numbers, see the module docstring); ``partitions`` overrides the
+    matrix engine's data-sized partition count.
+    """
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    if walk_length < 1:
+        raise ValueError(f"walk_length must be >= 1, got {walk_length}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    started = time.perf_counter()
+    threshold = eps / (2 * walk_length)
+    rep = report if report is not None else AffinityReport(eps, walk_length, beta, threshold)
+    rep.eps, rep.walk_length, rep.beta, rep.threshold = eps, walk_length, beta, threshold
+    rep.engine = engine
+    rep.hops.clear()
+    rep.warnings.clear()
+    init = _cut(initial_residues(labels, beta), lineage)
+    if init.isEmpty():
+        raise ValueError("labels is empty: no prototype persona to propagate")
+    if engine == "matrix":
+        raw = _matrix_push(
+            edges,
+            init,
+            walk_length=walk_length,
+            threshold=threshold,
+            lineage=lineage,
+            partitions=partitions,
+            rep=rep,
+        )
+    else:
+        raw = _long_push(
+            edges, init, walk_length=walk_length, threshold=threshold, lineage=lineage, rep=rep
+        )
+    result = _cut(raw, lineage)
+    _summarize(result, rep)
+    rep.seconds = time.perf_counter() - started
+    return result
+
+
+def _summarize(result: DataFrame, rep: AffinityReport) -> None:
+    """Affinity scale (largest value, median row maximum) and the eps warning, into ``rep``."""
     row_max = result.groupBy("customer_id").agg(F.max("affinity").alias("m"))
     scale = row_max.agg(
         F.count(F.lit(1)).alias("customers"),
@@ -167,11 +483,10 @@ def compute_affinity(
     rep.rows = int(result.count())
     rep.max_affinity = float(scale["max"] or 0.0)
     rep.median_row_max = float(scale["median"] or 0.0)
+    eps = rep.eps
     if eps > 0 and rep.median_row_max > 0 and eps > 0.1 * rep.median_row_max:
         rep.warnings.append(
             f"eps={eps:g} is {eps / rep.median_row_max:.1f}x the median row maximum "
             f"({rep.median_row_max:.3g}): top-k sets will be unreliable; use eps <= "
             f"{0.1 * rep.median_row_max:.2g}"
         )
-    rep.seconds = time.perf_counter() - started
-    return result

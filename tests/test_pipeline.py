@@ -1,0 +1,110 @@
+"""The whole run on the bundled OnlineRetail data, written to real Delta tables."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from gplr_spark.config import load_config
+from gplr_spark.pipeline import run_gplr
+from gplr_spark.session import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def first_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("delta")
+    cfg = load_config(
+        REPO_ROOT / "conf" / "online_retail.toml",
+        [f'output.path="{out}"', 'output.run_id="t1"', 'labeler.backend="offline"'],
+    )
+    return cfg, run_gplr(spark, cfg), out
+
+
+def test_customer_personas_table(spark: SparkSession, first_run) -> None:
+    _, result, out = first_run
+    table = spark.read.format("delta").load(str(out / "customer_personas"))
+    per_customer = table.where("run_id = 't1'").groupBy("customer_id", "source").count()
+    inferred = per_customer.where("source = 'inferred'")
+    # >= 4,000 customers get exactly k = 5 personas; the few whose walks reach fewer
+    # personas get only those (never a zero-score filler), and the run counts them
+    assert inferred.where("count = 5").count() >= 4000
+    short = inferred.where("count < 5")
+    assert short.count() == result.counts["customers_fewer_than_k"]
+    nonzero = result.affinity.groupBy("customer_id").count().withColumnRenamed("count", "n")
+    assert short.join(nonzero, "customer_id").where("n != count").count() == 0
+    ranks = table.where("source = 'inferred'").agg(F.min("rank"), F.max("rank")).first()
+    assert tuple(ranks) == (1, 5)
+    llm = per_customer.where("source = 'llm'")
+    assert llm.count() == result.counts["prototypes_labeled"] > 150
+    assert llm.where("count < 1 or count > 5").count() == 0
+    # no customer is both; the unreached are reported, not invented
+    assert per_customer.groupBy("customer_id").count().where("count > 1").count() == 0
+    reached = result.counts["customers_llm"] + result.counts["customers_inferred"]
+    assert reached + result.counts["customers_unreached"] == result.counts["customers"]
+
+
+def test_runs_table_reports_every_cleaning_count(spark: SparkSession, first_run) -> None:
+    _, result, out = first_run
+    run = spark.read.format("delta").load(str(out / "persona_runs")).where("run_id = 't1'")
+    row = run.first()
+    assert run.count() == 1 and row is not None
+    assert row.cleaning["rows_read"] == 541_909
+    for rule in ("null_customer", "cancellation", "non_product", "excluded_country", "duplicate"):
+        assert row.cleaning[rule] == result.cleaning.removed[rule]
+    assert row.counts["edges"] == result.counts["edges"] > 250_000
+    assert set(row.timings) >= {"ingest", "graph", "labeling", "affinity", "assign"}
+
+
+def test_rerun_replaces_the_run(spark: SparkSession, first_run) -> None:
+    cfg, _result, out = first_run
+    path = str(out / "customer_personas")
+    before = spark.read.format("delta").load(path).count()
+    version_before = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").agg(F.max("version")).first()[0]
+    run_gplr(spark, cfg)
+    assert spark.read.format("delta").load(path).count() == before
+    history = spark.sql(f"DESCRIBE HISTORY delta.`{path}`")
+    assert history.agg(F.max("version")).first()[0] == version_before + 1
+    assert spark.read.format("delta").load(str(out / "persona_runs")).count() == 1
+
+
+def test_job_rejects_a_bad_key_in_one_line() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "jobs" / "assign_personas.py"),
+            "--set",
+            "affinity.epsilon=0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: config key 'affinity.epsilon': Extra inputs are not permitted (got 0.1)"
+    ]
+
+
+def test_job_reports_a_missing_input(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "jobs" / "assign_personas.py"),
+            "--set",
+            f'input.source="{tmp_path}/none.parquet"',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: InputError: input {tmp_path}/none.parquet does not exist"
+    )
