@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from gplr_spark.personas import UNREPRESENTABLE, Catalog
+
+if TYPE_CHECKING:
+    from gplr_spark.config import CatalogGenerationConfig
+    from gplr_spark.llm import LLMClient
 
 Status = Literal["labeled", "unrepresentable", "failed"]
 LABEL_SCHEMA = T.StructType(
@@ -340,3 +344,142 @@ def label_items(item_names: Sequence[str], catalog: Catalog, labeler: Labeler) -
         return list(method(item_names, catalog))
     requests = [LabelRequest(item_key(name), "", ((name, 1),)) for name in item_names]
     return labeler.label(requests, catalog)
+
+
+# ---------------------------------------------------------------------------------------------
+# The LLM jobs' bodies: catalog generation and item labeling (jobs/ are thin shells over these)
+# ---------------------------------------------------------------------------------------------
+
+
+def sample_histories(
+    purchases: DataFrame, n: int, *, seed: int = 191, items_per_customer: int = 30
+) -> list[list[tuple[str, int]]]:
+    """n random customers' histories (top ``items_per_customer`` products), without ids.
+
+    Only these n short histories reach the driver; the order is the seeded sample's.
+    """
+    from gplr_spark.sampling import random_prototypes
+
+    pool = random_prototypes(purchases.select("customer_id"), n, seed=seed)
+    rows = (
+        histories(purchases, pool)
+        .select("customer_id", F.slice("items", 1, items_per_customer).alias("items"))
+        .collect()
+    )
+    return [
+        [(it["item_name"], int(it["quantity"])) for it in row["items"]]
+        for row in sorted(rows, key=lambda r: r["customer_id"])
+    ]
+
+
+def item_names(purchases: DataFrame, limit: int | None = None) -> list[str]:
+    """Distinct product names, most buyers first (ties by name); the first ``limit`` of them."""
+    ranked = (
+        purchases.groupBy("item_name")
+        .agg(F.countDistinct("customer_id").alias("n_users"))
+        .orderBy(F.desc("n_users"), "item_name")
+    )
+    if limit is not None:
+        ranked = ranked.limit(limit)
+    return [r["item_name"] for r in ranked.collect()]
+
+
+@dataclass
+class ItemLabelingResult:
+    """What the item labeling job did: counts per status, where the CSV went, LLM stats."""
+
+    path: str
+    backend: str
+    counts: Counter[str]
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        line = (
+            f"item labels ({self.backend}): {sum(self.counts.values()):,} products, "
+            f"{self.counts['labeled']:,} labeled, {self.counts['unrepresentable']:,} "
+            f"unrepresentable, {self.counts['failed']:,} failed -> {self.path}"
+        )
+        if self.stats:
+            s = self.stats
+            line += (
+                f"\n  llm: {int(s.get('http_calls', 0)):,} calls, "
+                f"{int(s.get('from_store', 0)):,} from the store, "
+                f"${s.get('cost_usd', 0.0):.4f}"
+            )
+        return line
+
+
+def write_item_labels(
+    names: Sequence[str], results: Sequence[LabelResult], path: str | Path
+) -> None:
+    """CSV item_name, personas ('|'-joined), status, detail: the item_labels.csv layout."""
+    file = Path(path)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with file.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["item_name", "personas", "status", "detail"])
+        for name, res in zip(names, results, strict=True):
+            writer.writerow([name, "|".join(res.personas), res.status, res.detail])
+
+
+def run_item_labeling(
+    purchases: DataFrame,
+    catalog: Catalog,
+    labeler: Labeler,
+    path: str | Path,
+    *,
+    limit: int | None = None,
+) -> ItemLabelingResult:
+    """Label the (most bought) products of ``purchases`` and write them to a CSV."""
+    names = item_names(purchases, limit)
+    results = label_items(names, catalog, labeler)
+    write_item_labels(names, results, path)
+    stats = getattr(labeler, "last_stats", None)
+    return ItemLabelingResult(
+        path=str(path),
+        backend=labeler.name,
+        counts=Counter(r.status for r in results),
+        stats=stats.as_dict() if stats is not None else {},
+    )
+
+
+@dataclass
+class CatalogGenerationResult:
+    """A generated catalog, where it was written, from how many customers, at what cost."""
+
+    catalog: Catalog
+    path: str
+    customers: int
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        prov = self.catalog.provenance
+        lines = [
+            f"catalog {self.catalog.version}: {len(self.catalog)} personas from "
+            f"{self.customers:,} sampled customers -> {self.path}",
+            f"  model {prov.get('model', '?')}, prompts {prov.get('prompts_hash', '?')}: "
+            f"{prov.get('counts', '')}",
+        ]
+        lines += [f"  {p.name}: {p.definition}" for p in self.catalog]
+        return "\n".join(lines)
+
+
+def run_catalog_generation(
+    purchases: DataFrame, client: LLMClient, gen: CatalogGenerationConfig, path: str | Path
+) -> CatalogGenerationResult:
+    """Sample customers, run the paper's three generation steps, write the catalog CSV.
+
+    The pool is ``proposals x customers_per_proposal`` customers (at most all of them);
+    each proposal samples ``customers_per_proposal`` from it.
+    """
+    from gplr_spark.personas import generate_catalog
+
+    n = gen.proposals * gen.customers_per_proposal
+    sampled = sample_histories(
+        purchases, n, seed=gen.seed, items_per_customer=gen.items_per_customer
+    )
+    before = client.spent_usd
+    catalog = generate_catalog(sampled, client, gen)
+    catalog.to_csv(path)
+    stats = {"cost_usd": client.spent_usd - before}
+    return CatalogGenerationResult(catalog, str(path), len(sampled), stats)

@@ -324,6 +324,22 @@ class FakeOpenAI:
             req.close_connection = True
 
 
+_SET_SIZE = (r"Propose (\d+) customer personas", r"Give the (\d+) most", r"Choose the final (\d+)")
+
+
+def persona_set_answer(call: Call) -> Answer:
+    """A handler for catalog generation: as many personas as the step asks for, named
+    "<step> persona <call no>.<i>" so that every answer (and every merge prompt) differs."""
+    prompt = call.user_prompt
+    size = next(int(m.group(1)) for p in _SET_SIZE if (m := re.search(p, prompt)))
+    step = "final" if "final" in prompt else "merge" if "candidate persona sets" in prompt else "p"
+    personas = [
+        {"name": f"{step} persona {call.n}.{i}", "definition": f"buys thing {i}"}
+        for i in range(size)
+    ]
+    return Answer(content=json.dumps({"personas": personas}))
+
+
 def _error(message: str, kind: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 

@@ -38,12 +38,12 @@ from gplr_spark.personas import UNREPRESENTABLE, Catalog, Persona, generate_cata
 from gplr_spark.session import REPO_ROOT
 from tests.openai_server import (
     Answer,
-    Call,
     Echo,
     FakeOpenAI,
     Hang,
     Reset,
     Status,
+    persona_set_answer,
     prompt_key,
     untrusted_names,
 )
@@ -569,23 +569,6 @@ def test_item_labeling_one_call_per_distinct_name(server: FakeOpenAI, tmp_path: 
     assert '<product>\n"GARDEN GNOME"\n</product>' in prompt
 
 
-_SIZE = (r"Propose (\d+) customer personas", r"Give the (\d+) most", r"Choose the final (\d+)")
-
-
-def persona_set_handler(call: Call) -> Answer:
-    """Answers a catalog-generation step with as many personas as it asks for."""
-    import re
-
-    prompt = call.user_prompt
-    size = next(int(m.group(1)) for p in _SIZE if (m := re.search(p, prompt)))
-    step = "final" if "final" in prompt else "merge" if "candidate persona sets" in prompt else "p"
-    personas = [
-        {"name": f"{step} persona {call.n}.{i}", "definition": f"buys thing {i}"}
-        for i in range(size)
-    ]
-    return Answer(content=json.dumps({"personas": personas}))
-
-
 def test_catalog_generation_three_steps_with_provenance(tmp_path: Path) -> None:
     gen = CatalogGenerationConfig(
         proposals=4,
@@ -597,7 +580,7 @@ def test_catalog_generation_three_steps_with_provenance(tmp_path: Path) -> None:
         seed=3,
     )
     histories = [[(f"ITEM {i}-{j}", j + 1) for j in range(4)] for i in range(10)]
-    with FakeOpenAI(handler=persona_set_handler) as srv:
+    with FakeOpenAI(handler=persona_set_answer) as srv:
         client = make_client(srv.url, tmp_path / "s")
         catalog = generate_catalog(histories, client, gen)
         assert len(srv.calls) == 4 + 2 + 1
