@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from gplr_spark.config import RunConfig
@@ -26,6 +26,7 @@ class Purchases:
 
     lines: pd.DataFrame  # customer_id, item_id, quantity, unit_price, ts, order_id
     edges: pd.DataFrame  # customer_id, item_id, quantity
+    spark_edges: DataFrame | None = None  # graph.build_edges output, for the Spark check
 
 
 def load_purchases_pd(spark: SparkSession, cfg: RunConfig) -> Purchases:
@@ -37,11 +38,12 @@ def load_purchases_pd(spark: SparkSession, cfg: RunConfig) -> Purchases:
         spark, cfg.source(), cfg.resolve(cfg.input.mapping), cfg.cleaning, cfg.input.format
     )
     purchases = purchases.localCheckpoint(eager=True)
-    edges = build_edges(purchases).select("customer_id", "item_id", "quantity").toPandas()
+    spark_edges = build_edges(purchases).localCheckpoint(eager=True)
+    edges = spark_edges.select("customer_id", "item_id", "quantity").toPandas()
     lines = purchases.select(
         "customer_id", "item_id", "quantity", "unit_price", F.col("ts"), "order_id"
     ).toPandas()
-    return Purchases(lines=lines, edges=edges)
+    return Purchases(lines=lines, edges=edges, spark_edges=spark_edges)
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:

@@ -607,3 +607,27 @@ def build_context(
                 ip[i, col[p]] = 1.0
         votes = item_votes(graph, ip)
     return Context(graph, truth, truth.sum(axis=1) > 0, np.flatnonzero(recorded), personas, votes)
+
+
+def spark_check(ctx: Context, spark_edges: object, protos: np.ndarray) -> float:
+    """Max |Psi_numpy - Psi_spark| for the paper's setting: the sweeps use the same numbers
+    as the pipeline's ``affinity.compute_affinity``."""
+    from gplr_spark.affinity import compute_affinity
+
+    spark = spark_edges.sparkSession  # type: ignore[attr-defined]
+    rows = [
+        (str(ctx.graph.users[u]), ctx.personas[r])
+        for u in protos
+        for r in np.flatnonzero(ctx.truth_phi[u])
+    ]
+    labels = spark.createDataFrame(rows, "customer_id string, persona string")
+    got = compute_affinity(spark_edges, labels, beta=PAPER.beta).toPandas()  # type: ignore[arg-type]
+    phi = np.zeros_like(ctx.truth_phi)
+    phi[protos] = ctx.truth_phi[protos]
+    want = affinity(ctx.walk("unit"), phi, beta=PAPER.beta)
+    mine = np.zeros_like(want)
+    col = {p: j for j, p in enumerate(ctx.personas)}
+    mine[ctx.graph.users.get_indexer(got.customer_id), got.persona.map(col).to_numpy()] = (
+        got.affinity
+    )
+    return float(np.abs(mine - want).max())
