@@ -52,3 +52,54 @@ def unreached_customers(assignments: DataFrame, customers: DataFrame) -> DataFra
         .distinct()
         .join(assignments.select("customer_id").distinct(), "customer_id", "left_anti")
     )
+
+
+def persona_segments(
+    assignments: DataFrame, purchases: DataFrame, evidence: DataFrame, *, top_items: int = 10
+) -> DataFrame:
+    """One row per persona for marketing: size, reach, revenue and signature items.
+
+    Columns: persona, customers (holders of the persona, either source), share (customers /
+    all customers with a purchase), revenue (the holders' total spend, quantity x
+    unit_price), revenue_share (revenue / all customers' spend), top_items (item names
+    ranked by summed evidence contribution over the segment). Segments overlap: a customer
+    holds several personas, so shares add up to more than 1.
+    """
+    if top_items < 1:
+        raise ValueError(f"top_items must be >= 1, got {top_items}")
+    spend = purchases.groupBy("customer_id").agg(
+        F.sum(F.col("quantity") * F.col("unit_price")).alias("revenue")
+    )
+    totals = spend.agg(
+        F.count(F.lit(1)).alias("_all_customers"), F.sum("revenue").alias("_all_revenue")
+    )
+    sizes = (
+        assignments.select("customer_id", "persona")
+        .distinct()
+        .join(spend, "customer_id", "left")
+        .groupBy("persona")
+        .agg(F.count(F.lit(1)).alias("customers"), F.sum("revenue").alias("revenue"))
+    )
+    weight = evidence.groupBy("persona", "item_id", "item_name").agg(
+        F.sum("contribution").alias("_w")
+    )
+    best = Window.partitionBy("persona").orderBy(F.desc("_w"), F.asc("item_id"))
+    signature = (
+        weight.withColumn("_r", F.row_number().over(best))
+        .where(F.col("_r") <= top_items)
+        .groupBy("persona")
+        .agg(F.sort_array(F.collect_list(F.struct("_r", "item_name"))).alias("_items"))
+        .select("persona", F.col("_items.item_name").alias("top_items"))
+    )
+    return (
+        sizes.crossJoin(F.broadcast(totals))
+        .join(signature, "persona", "left")
+        .select(
+            "persona",
+            F.col("customers").cast("long"),
+            (F.col("customers") / F.col("_all_customers")).alias("share"),
+            F.col("revenue").cast("double"),
+            (F.col("revenue") / F.col("_all_revenue")).alias("revenue_share"),
+            F.coalesce("top_items", F.array().cast("array<string>")).alias("top_items"),
+        )
+    )

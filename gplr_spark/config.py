@@ -142,14 +142,28 @@ class LabelerConfig(_Strict):
 
 
 class SamplingConfig(_Strict):
-    """Prototype selection: ``sample_rate`` of customers (or ``tau`` of them) over ``rounds``."""
+    """Prototype selection: ``sample_rate`` of customers (or ``tau`` of them) over ``rounds``.
 
-    strategy: Literal["random", "diversity_uncertainty"] = "random"
+    ``strategy = "du"`` (alias ``"diversity_uncertainty"``) spends the budget over ``rounds``
+    rounds: the first random, each later one the top s(u) = KL(Qhat || Q_u) + H(Q_u), scored
+    on affinities recomputed with de-bias ``du_beta``. ``candidate_pool``, when set, limits
+    the choice (either strategy) to the customer_id column of a CSV/Parquet/Delta path or
+    table, or to the customers of the recorded labels file with ``"recorded"``.
+    """
+
+    strategy: Literal["random", "du", "diversity_uncertainty"] = "random"
     sample_rate: float = Field(0.05, gt=0, le=1)
     tau: int | None = Field(None, ge=1)
     rounds: int = Field(1, ge=1)
     seed: int = 191
     candidate_pool: str | None = None
+    du_beta: float = Field(0.0, ge=0)
+
+    @field_validator("strategy")
+    @classmethod
+    def _short_name(cls, value: str) -> str:
+        """One spelling downstream: "diversity_uncertainty" is stored as "du"."""
+        return "du" if value == "diversity_uncertainty" else value
 
 
 class AffinityConfig(_Strict):
@@ -162,6 +176,26 @@ class AffinityConfig(_Strict):
 
 class AssignConfig(_Strict):
     k: int = Field(5, ge=1, le=50)
+
+
+class EvidenceConfig(_Strict):
+    """persona_evidence keeps the ``top_n`` items that carried each assigned persona."""
+
+    top_n: int = Field(5, ge=1, le=100)
+
+
+class SegmentsConfig(_Strict):
+    """persona_segments lists each segment's ``top_items`` strongest evidence items."""
+
+    top_items: int = Field(10, ge=1, le=100)
+
+
+class ReportConfig(_Strict):
+    """The HTML report: where it goes, which customer it explains (default: a busy one)."""
+
+    path: str = "output/report.html"
+    customer_id: str | None = None
+    history: bool = True
 
 
 class OutputConfig(_Strict):
@@ -185,7 +219,10 @@ class RunConfig(_Strict):
     sampling: SamplingConfig = SamplingConfig()
     affinity: AffinityConfig = AffinityConfig()
     assign: AssignConfig = AssignConfig()
+    evidence: EvidenceConfig = EvidenceConfig()
+    segments: SegmentsConfig = SegmentsConfig()
     output: OutputConfig = OutputConfig()
+    report: ReportConfig = ReportConfig()
 
     @field_validator("input")
     @classmethod

@@ -1,6 +1,7 @@
 """The whole GPLR run, stage by stage: the one function jobs and notebooks call.
 
-ingest -> graph -> sampling -> labeling -> affinity -> assign -> sinks. Each stage is timed,
+ingest -> graph -> sampling -> labeling -> affinity -> assign -> evidence -> segments -> sinks.
+Each stage is timed,
 named on the Spark UI (setJobDescription) and logged as one structured line.
 """
 
@@ -21,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from gplr_spark import affinity as affinity_stage
-from gplr_spark import assign, graph, ingest, labeling, sampling, sinks
+from gplr_spark import assign, evidence, graph, ingest, labeling, sampling, sinks
 from gplr_spark.config import ConfigError, RunConfig
 from gplr_spark.personas import Catalog
 
@@ -46,6 +47,9 @@ RUNS_SCHEMA = T.StructType(
     ]
 )
 
+# Run metadata grows as the project adds fields: new columns are merged, nothing else.
+RUNS_TABLE = sinks.TableSpec("persona_runs", RUNS_SCHEMA, evolve=True)
+
 
 @dataclass
 class RunResult:
@@ -64,6 +68,8 @@ class RunResult:
     affinity_report: affinity_stage.AffinityReport | None = None
     labeling_report: labeling.LabelingReport | None = None
     tables: dict[str, str] = field(default_factory=dict)
+    evidence: DataFrame | None = None
+    segments: DataFrame | None = None
 
     def summary(self) -> str:
         lines = [f"run {self.run_id}"]
@@ -147,18 +153,48 @@ def run_gplr(
         counts.update(stats.as_dict())
 
     catalog = Catalog.from_csv(cfg.resolve(cfg.catalog.path))
+    smp = cfg.sampling
     with stage(spark, "sampling", timings):
         customers = edges.select("customer_id").distinct()
-        n = sampling.prototype_count(
-            stats.customers, rate=cfg.sampling.sample_rate, tau=cfg.sampling.tau
-        )
-        prototypes = sampling.random_prototypes(customers, n, seed=cfg.sampling.seed)
-        prototypes = prototypes.localCheckpoint(eager=True)
+        n = sampling.prototype_count(stats.customers, rate=smp.sample_rate, tau=smp.tau)
+        pool = None
+        if smp.candidate_pool:
+            spec = smp.candidate_pool
+            if spec != "recorded" and ("/" in spec or os.path.exists(cfg.resolve(spec))):
+                spec = cfg.resolve(spec)
+            pool = sampling.candidate_pool(
+                spark, spec, recorded_path=cfg.resolve(cfg.labeler.recorded_path)
+            ).localCheckpoint(eager=True)
+            counts["candidate_pool"] = pool.count()
+        if smp.strategy == "random":  # DU samples round by round inside the labeling stage
+            eligible = (
+                customers if pool is None else customers.join(pool, "customer_id", "left_semi")
+            )
+            prototypes = sampling.random_prototypes(eligible, n, seed=smp.seed)
+            prototypes = prototypes.localCheckpoint(eager=True)
         counts["prototypes_requested"] = n
 
     chosen = labeler or make_labeler(cfg)
     with stage(spark, "labeling", timings):
-        labels, lab_report = labeling.label_customers(purchases, prototypes, catalog, chosen)
+        if smp.strategy == "random":
+            labels, lab_report = labeling.label_customers(purchases, prototypes, catalog, chosen)
+        else:
+            rounds = sampling.diversity_uncertainty_rounds(
+                edges,
+                purchases,
+                catalog,
+                chosen,
+                tau=n,
+                rounds=smp.rounds,
+                seed=smp.seed,
+                candidates=pool,
+                eps=cfg.affinity.eps,
+                walk_length=cfg.affinity.walk_length,
+                beta=smp.du_beta,
+            )
+            labels = rounds.labels
+            lab_report = sampling.merge_reports(rounds.reports, chosen.name)
+            counts["sampling_rounds"] = len(rounds.reports)
         labels = labels.localCheckpoint(eager=True)
         counts["prototypes_labeled"] = lab_report.labeled
         counts["labels"] = lab_report.labels
@@ -192,7 +228,32 @@ def run_gplr(
         counts["customers_llm"] = int(per_source.get("llm", 0))
         counts["customers_inferred"] = int(per_source.get("inferred", 0))
         counts["customers_unreached"] = assign.unreached_customers(assignments, customers).count()
+        counts["customers_fewer_than_k"] = (
+            assignments.where("source = 'inferred'")
+            .groupBy("customer_id")
+            .count()
+            .where(F.col("count") < cfg.assign.k)
+            .count()
+        )
         counts["assignment_rows"] = assignments.count()
+
+    with stage(spark, "evidence", timings):
+        why = evidence.persona_evidence(
+            edges,
+            labels,
+            assignments,
+            graph.item_names(purchases),
+            walk_length=cfg.affinity.walk_length,
+            beta=cfg.affinity.beta,
+            top_n=cfg.evidence.top_n,
+        ).localCheckpoint(eager=True)
+        counts["evidence_rows"] = why.count()
+
+    with stage(spark, "segments", timings):
+        segments = assign.persona_segments(
+            assignments, purchases, why, top_items=cfg.segments.top_items
+        ).localCheckpoint(eager=True)
+        counts["segments"] = segments.count()
 
     result = RunResult(
         run_id=run_id,
@@ -207,6 +268,8 @@ def run_gplr(
         timings=timings,
         affinity_report=rep,
         labeling_report=lab_report,
+        evidence=why,
+        segments=segments,
     )
     if write:
         with stage(spark, "sinks", timings):
@@ -217,23 +280,27 @@ def run_gplr(
 def write_tables(
     spark: SparkSession, cfg: RunConfig, result: RunResult, started_at: dt.datetime
 ) -> None:
-    """customer_personas, persona_catalog and persona_runs, each replaced per run_id."""
+    """The five tables, each replaced per run_id (declared schemas: sinks.TABLES)."""
     out = cfg.output
     base = cfg.resolve(out.path)
 
     def target(table: str) -> sinks.TableLocation:
         return sinks.location(base, table, out.catalog, out.schema_)
 
-    personas_t, catalog_t, runs_t = (
-        target("customer_personas"),
-        target("persona_catalog"),
-        target("persona_runs"),
-    )
-    sinks.write_run(result.assignments, personas_t, result.run_id)
-    sinks.write_run(result.catalog.to_dataframe(spark), catalog_t, result.run_id)
-    result.tables.update(
-        customer_personas=personas_t.path, persona_catalog=catalog_t.path, persona_runs=runs_t.path
-    )
+    runs_t = target("persona_runs")
+    frames = {
+        "customer_personas": result.assignments,
+        "persona_catalog": result.catalog.to_dataframe(spark),
+        "persona_segments": result.segments,
+        "persona_evidence": result.evidence,
+    }
+    for name, frame in frames.items():
+        if frame is None:
+            raise ValueError(f"run {result.run_id}: no rows computed for table {name}")
+        table = target(name)
+        sinks.write_table(frame, sinks.TABLES[name], table, result.run_id)
+        result.tables[name] = table.path
+    result.tables["persona_runs"] = runs_t.path
     row: dict[str, Any] = {
         "started_at": started_at,
         "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
@@ -255,4 +322,4 @@ def write_tables(
         "labeling": json.dumps(result.labeling_report.as_dict() if result.labeling_report else {}),
     }
     runs = spark.createDataFrame([row], schema=RUNS_SCHEMA)
-    sinks.write_run(runs, runs_t, result.run_id)
+    sinks.write_table(runs, RUNS_TABLE, runs_t, result.run_id)

@@ -1,7 +1,11 @@
-"""sinks: idempotent Delta writes, one run at a time.
+"""sinks: idempotent Delta writes, one run at a time, with declared schemas.
 
 Every table is partitioned by run_id and written with replaceWhere on it, so rerunning a
 run replaces exactly that run's rows in one atomic commit and never duplicates them.
+Change data feed is on. Each table's columns are declared here (TableSpec); a write is cast
+to the declared schema, and a table whose stored schema differs is only evolved when its
+spec says so (added columns via mergeSchema); any other change is an error naming the
+table and the columns, never a silent rewrite.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 TABLE_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
 
@@ -20,6 +25,63 @@ class TableLocation:
 
     path: str
     name: str | None = None
+
+
+class SchemaChangeError(ValueError):
+    """A write whose columns differ from the table's in a way its spec does not allow."""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table's declared columns (without run_id) and whether columns may be added."""
+
+    name: str
+    schema: T.StructType
+    evolve: bool = False
+
+
+def _fields(*cols: tuple[str, T.DataType]) -> T.StructType:
+    return T.StructType([T.StructField(n, t) for n, t in cols])
+
+
+_S, _D, _L = T.StringType(), T.DoubleType(), T.LongType()
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        TableSpec(
+            "customer_personas",
+            _fields(
+                ("customer_id", _S),
+                ("persona", _S),
+                ("score", _D),
+                ("rank", T.IntegerType()),
+                ("source", _S),
+            ),
+        ),
+        TableSpec("persona_catalog", _fields(("version", _S), ("name", _S), ("definition", _S))),
+        TableSpec(
+            "persona_segments",
+            _fields(
+                ("persona", _S),
+                ("customers", _L),
+                ("share", _D),
+                ("revenue", _D),
+                ("revenue_share", _D),
+                ("top_items", T.ArrayType(_S)),
+            ),
+        ),
+        TableSpec(
+            "persona_evidence",
+            _fields(
+                ("customer_id", _S),
+                ("persona", _S),
+                ("item_id", _S),
+                ("item_name", _S),
+                ("contribution", _D),
+            ),
+        ),
+    )
+}
 
 
 def location(base_path: str, table: str, catalog: str | None, schema: str | None) -> TableLocation:
@@ -57,6 +119,58 @@ def write_run(
         spark.sql(
             f"CREATE TABLE IF NOT EXISTS {target.name} USING DELTA LOCATION {_quote(target.path)}"
         )
+
+
+def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
+    """``df`` as exactly the declared columns, in order and cast; missing or extra is an error."""
+    declared = [f.name for f in spec.schema.fields]
+    have = [c for c in df.columns if c != "run_id"]
+    missing = [c for c in declared if c not in have]
+    extra = [c for c in have if c not in declared]
+    if missing or extra:
+        raise SchemaChangeError(
+            f"table {spec.name}: rows do not match the declared columns "
+            f"(missing {missing}, undeclared {extra}); declare them in sinks.TABLES"
+        )
+    kept = [F.col(f.name).cast(f.dataType).alias(f.name) for f in spec.schema.fields]
+    return df.select(*(["run_id"] if "run_id" in df.columns else []), *kept)
+
+
+def stored_schema(spark: SparkSession, target: TableLocation) -> T.StructType | None:
+    """The schema of the Delta table at ``target``, or None when there is no table yet."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, target.path):
+        return None
+    return spark.read.format("delta").load(target.path).schema
+
+
+def evolution(stored: T.StructType, spec: TableSpec) -> list[str]:
+    """Declared columns the stored table lacks; raises on any change that is not additive."""
+    old = {f.name: f.dataType for f in stored.fields if f.name != "run_id"}
+    new = {f.name: f.dataType for f in spec.schema.fields}
+    dropped = sorted(set(old) - set(new))
+    retyped = sorted(n for n in set(old) & set(new) if old[n] != new[n])
+    added = [n for n in new if n not in old]
+    if dropped or retyped:
+        raise SchemaChangeError(
+            f"table {spec.name}: columns {dropped} dropped, {retyped} retyped; "
+            "migrate the table explicitly (new path or ALTER TABLE), then rerun"
+        )
+    if added and not spec.evolve:
+        raise SchemaChangeError(
+            f"table {spec.name}: new columns {added} but the spec does not allow evolution; "
+            "set evolve=True in its TableSpec to merge them"
+        )
+    return added
+
+
+def write_table(df: DataFrame, spec: TableSpec, target: TableLocation, run_id: str) -> None:
+    """Replace ``run_id``'s rows of a declared table, evolving its schema only if declared."""
+    rows = conform(df, spec)
+    stored = stored_schema(df.sparkSession, target)
+    added = evolution(stored, spec) if stored is not None else []
+    write_run(rows, target, run_id, merge_schema=bool(added))
 
 
 def read_table(spark: SparkSession, target: TableLocation) -> DataFrame:
