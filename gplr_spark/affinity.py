@@ -238,6 +238,7 @@ def _partition_count(spark_parallelism: int, n_edges: int, requested: int | None
 def _matrix_push(
     edges: DataFrame,
     init: DataFrame,
+    personas: list[str],
     *,
     walk_length: int,
     threshold: float,
@@ -255,14 +256,13 @@ def _matrix_push(
     inv_item_degree = 1.0 / items_pdf["item_degree"].to_numpy(dtype=np.float64)
     items_pdf["item_idx"] = np.arange(n_items, dtype=np.int32)
     item_index = spark.createDataFrame(items_pdf[["item_id", "item_idx"]])
-    personas = sorted(r["persona"] for r in init.select("persona").distinct().collect())
     width = len(personas)
     persona_idx = (F.array_position(F.array(*map(F.lit, personas)), F.col("persona")) - 1).cast(
         "int"
     )
 
     indexed = edges.select("customer_id", "item_id").join(F.broadcast(item_index), "item_id")
-    n_edges = edges.count()
+    n_edges = int(items_pdf["item_degree"].sum())
     n_parts = _partition_count(sc.defaultParallelism, n_edges, partitions)
     rep.partitions = n_parts
     adjacency = _cut(
@@ -450,12 +450,14 @@ def compute_affinity(
     rep.hops.clear()
     rep.warnings.clear()
     init = _cut(initial_residues(labels, beta), lineage)
-    if init.isEmpty():
+    personas = sorted(r["persona"] for r in init.select("persona").distinct().collect())
+    if not personas:
         raise ValueError("labels is empty: no prototype persona to propagate")
     if engine == "matrix":
         raw = _matrix_push(
             edges,
             init,
+            personas,
             walk_length=walk_length,
             threshold=threshold,
             lineage=lineage,
@@ -474,13 +476,15 @@ def compute_affinity(
 
 def _summarize(result: DataFrame, rep: AffinityReport) -> None:
     """Affinity scale (largest value, median row maximum) and the eps warning, into ``rep``."""
-    row_max = result.groupBy("customer_id").agg(F.max("affinity").alias("m"))
+    row_max = result.groupBy("customer_id").agg(
+        F.max("affinity").alias("m"), F.count(F.lit(1)).alias("n")
+    )
     scale = row_max.agg(
-        F.count(F.lit(1)).alias("customers"),
+        F.sum("n").alias("rows"),
         F.max("m").alias("max"),
         F.percentile_approx("m", 0.5).alias("median"),
     ).first()
-    rep.rows = int(result.count())
+    rep.rows = int(scale["rows"] or 0)
     rep.max_affinity = float(scale["max"] or 0.0)
     rep.median_row_max = float(scale["median"] or 0.0)
     eps = rep.eps
