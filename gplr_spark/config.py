@@ -172,6 +172,8 @@ class AffinityConfig(_Strict):
     eps: float = Field(0.0, ge=0)
     walk_length: int = Field(1, ge=1, le=10)
     beta: float = Field(0.5, ge=0)
+    engine: Literal["matrix", "long"] = "matrix"
+    partitions: int | None = Field(None, ge=1)
 
 
 class AssignConfig(_Strict):
