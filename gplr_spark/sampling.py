@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -165,35 +165,84 @@ def diversity_uncertainty_rounds(
         pool = pool.join(candidates.select("customer_id").distinct(), "customer_id", "left_semi")
     pool = pool.localCheckpoint(eager=True)
     remaining = pool.count()
+    ids_schema = T.StructType([T.StructField("customer_id", T.StringType())])
     labels = spark.createDataFrame([], LABEL_SCHEMA)
-    picks = spark.createDataFrame([], PICKS_SCHEMA)
+    # Picks live on the driver: tau customers are a few percent, and their histories are
+    # collected for labeling anyway. This keeps each round to a handful of Spark jobs.
+    picked: list[tuple[str, int, float | None]] = []
     reports: list[LabelingReport] = []
     n_labels = 0
     for t, wanted in enumerate(round_sizes(tau, rounds), start=1):
         size = min(wanted, remaining)
         if size <= 0:
             break
-        chosen: DataFrame | None = None
+        taken = spark.createDataFrame([(c,) for c, _, _ in picked], ids_schema)
+        chosen: list[tuple[str, float | None]] = []
         if t > 1 and n_labels > 0:
             aff = compute_affinity(edges, labels, eps=eps, walk_length=walk_length, beta=beta)
             scores = du_scores(aff, labels, delta=delta)
-            chosen = top_scored(scores, size, seed=seed, pool=pool, exclude=picks)
-            chosen = chosen.localCheckpoint(eager=True)
-        have = chosen.count() if chosen is not None else 0
-        if have < size:
-            taken = picks.select("customer_id")
-            if chosen is not None:
-                taken = taken.unionByName(chosen.select("customer_id"))
-            fill = random_prototypes(pool, size - have, seed=seed + t - 1, exclude=taken)
-            fill = fill.select("customer_id", F.lit(None).cast("double").alias("score"))
-            chosen = fill if chosen is None else chosen.unionByName(fill)
-            chosen = chosen.localCheckpoint(eager=True)
-        remaining -= size
-        new_labels, report = label_customers(purchases, chosen, catalog, labeler)
+            top = top_scored(scores, size, seed=seed, pool=pool, exclude=taken).collect()
+            chosen = [(r["customer_id"], float(r["score"])) for r in top]
+        if len(chosen) < size:
+            have = [(c,) for c, _ in chosen] + [(c,) for c, _, _ in picked]
+            exclude = spark.createDataFrame(have, ids_schema)
+            fill = random_prototypes(pool, size - len(chosen), seed=seed + t - 1, exclude=exclude)
+            chosen += [(r["customer_id"], None) for r in fill.collect()]
+        remaining -= len(chosen)
+        frame = spark.createDataFrame([(c,) for c, _ in chosen], ids_schema)
+        new_labels, report = label_customers(purchases, frame, catalog, labeler)
         reports.append(report)
         n_labels += report.labels
-        labels = labels.unionByName(new_labels).localCheckpoint(eager=True)
-        picks = picks.unionByName(
-            chosen.select("customer_id", F.lit(t).cast("int").alias("round"), "score")
-        ).localCheckpoint(eager=True)
+        labels = labels.unionByName(new_labels)  # local relations: no lineage to cut
+        picked += [(c, t, score) for c, score in chosen]
+    picks = spark.createDataFrame(picked, PICKS_SCHEMA)
     return DURounds(labels=labels, picks=picks, reports=reports)
+
+
+def merge_reports(reports: list[LabelingReport], backend: str = "") -> LabelingReport:
+    """One report for all rounds: counts and LLM numbers summed (flags: any round)."""
+    from gplr_spark.labeling import LabelingReport
+
+    out = LabelingReport(backend=backend or (reports[0].backend if reports else ""))
+    for rep in reports:
+        out.requested += rep.requested
+        out.labeled += rep.labeled
+        out.unrepresentable += rep.unrepresentable
+        out.failed += rep.failed
+        out.labels += rep.labels
+        for key, value in rep.extra.items():
+            if key in ("llm_budget_exhausted", "llm_structured_fallback"):
+                out.extra[key] = max(out.extra.get(key, 0.0), value)
+            else:
+                out.extra[key] = out.extra.get(key, 0.0) + value
+    out.extra["rounds"] = float(len(reports))
+    return out
+
+
+def candidate_pool(spark: SparkSession, spec: str, *, recorded_path: str) -> DataFrame:
+    """The customers prototypes may come from: DataFrame[customer_id] (string, distinct).
+
+    ``spec`` is ``"recorded"`` (customers of the recorded labels file at ``recorded_path``),
+    or a CSV/Parquet/Delta path or table name with a ``customer_id`` (or ``CustomerID``)
+    column. Ids are trimmed strings, as ingest makes them.
+    """
+    from gplr_spark.ingest import read_source
+
+    if spec == "recorded":
+        from gplr_spark.labeling import RecordedLabeler
+
+        ids = RecordedLabeler(recorded_path).customer_ids()
+        schema = T.StructType([T.StructField("customer_id", T.StringType())])
+        return spark.createDataFrame([(i,) for i in ids], schema)
+    raw = read_source(spark, spec)
+    column = next((c for c in ("customer_id", "CustomerID") if c in raw.columns), None)
+    if column is None:
+        raise ValueError(
+            f"sampling.candidate_pool {spec}: no customer_id or CustomerID column "
+            f"(columns: {raw.columns})"
+        )
+    col = F.col(column)
+    if dict(raw.dtypes)[column] in ("float", "double"):  # e.g. 12346.0, as ingest reads it
+        col = col.cast(T.LongType())
+    ids = F.trim(col.cast(T.StringType()))
+    return raw.select(ids.alias("customer_id")).where(F.col("customer_id") != "").distinct()

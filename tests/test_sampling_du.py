@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 from pyspark.sql import DataFrame
 
 from gplr_spark.affinity import compute_affinity
+from gplr_spark.config import RunConfig, load_config
 from gplr_spark.graph import build_edges
 from gplr_spark.labeling import LabelRequest, LabelResult
 from gplr_spark.personas import Catalog, Persona
+from gplr_spark.pipeline import run_gplr
 from gplr_spark.sampling import (
     KL_DELTA,
     diversity_uncertainty_rounds,
@@ -167,3 +170,65 @@ def test_rounds_respect_candidate_pool(spark, frame, purchases) -> None:
     )
     ids = [r["customer_id"] for r in result.picks.collect()]
     assert sorted(ids) == ["b", "c", "e"]  # the pool runs out: nobody twice, nobody outside
+
+
+@pytest.fixture()
+def tiny_cfg(tmp_path: Path) -> Callable[..., RunConfig]:
+    """run_gplr's config over the tiny graph as an OnlineRetail-shaped CSV (catalog X, Y)."""
+    rows = ["InvoiceNo,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"]
+    rows += [
+        f"1{i},ITEM {v},1,2011-01-01 10:00:00,1.0,{u},France" for i, (u, v) in enumerate(EDGES)
+    ]
+    (tmp_path / "tiny.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "catalog.csv").write_text("name,definition\nX,likes x\nY,likes y\n")
+
+    def make(*overrides: str) -> RunConfig:
+        return load_config(
+            None,
+            [
+                f'input.source="{tmp_path / "tiny.csv"}"',
+                f'catalog.path="{tmp_path / "catalog.csv"}"',
+                "affinity.beta=0.0",
+                "sampling.seed=7",
+                "assign.k=1",
+                *overrides,
+            ],
+        )
+
+    return make
+
+
+def test_pipeline_wires_du_and_keeps_random_identical(
+    spark, tiny_cfg, purchases, frame, tmp_path: Path
+) -> None:
+    table = {u: ("X",) if u in "acf" else ("Y",) for u in "abcdef"}
+    edges = build_edges(purchases)
+    # random: exactly the seeded hash sample, as before DU existed
+    cfg = tiny_cfg("sampling.tau=3")
+    assert cfg.sampling.strategy == "random"
+    result = run_gplr(spark, cfg, labeler=DictLabeler(table), write=False)
+    expected = random_prototypes(edges.select("customer_id").distinct(), 3, seed=7).collect()
+    assert {r["customer_id"] for r in result.labels.collect()} == {
+        r["customer_id"] for r in expected
+    }
+    assert "sampling_rounds" not in result.counts and "candidate_pool" not in result.counts
+    # du with a consent pool: the same picks as the rounds driver, one labeling report
+    (tmp_path / "consent.csv").write_text("CustomerID,consent\nb,y\nc,y\nd,y\ne,y\nzz,y\n")
+    cfg = tiny_cfg(
+        "sampling.tau=3",
+        "sampling.rounds=2",
+        'sampling.strategy="diversity_uncertainty"',
+        f'sampling.candidate_pool="{tmp_path / "consent.csv"}"',
+    )
+    labeler = DictLabeler(table)
+    result = run_gplr(spark, cfg, labeler=labeler, write=False)
+    pool = frame({"customer_id": ["b", "c", "d", "e"]})
+    direct = diversity_uncertainty_rounds(
+        edges, purchases, CATALOG, DictLabeler(table), tau=3, rounds=2, seed=7, candidates=pool
+    )
+    picked = sorted(r["customer_id"] for r in direct.picks.collect())
+    assert sorted(labeler.seen) == picked and len(set(picked)) == 3
+    assert set(picked) <= {"b", "c", "d", "e"}
+    assert result.counts["candidate_pool"] == 5  # zz is in the file, not in the graph
+    assert result.counts["sampling_rounds"] == 2 and result.counts["prototypes_labeled"] == 3
+    assert result.labeling_report is not None and result.labeling_report.extra["rounds"] == 2
