@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -294,12 +295,19 @@ def write_tables(
         "persona_segments": result.segments,
         "persona_evidence": result.evidence,
     }
-    for name, frame in frames.items():
-        if frame is None:
-            raise ValueError(f"run {result.run_id}: no rows computed for table {name}")
-        table = target(name)
-        sinks.write_table(frame, sinks.TABLES[name], table, result.run_id)
-        result.tables[name] = table.path
+    missing = [name for name, frame in frames.items() if frame is None]
+    if missing:
+        raise ValueError(f"run {result.run_id}: no rows computed for tables {missing}")
+    # Independent tables, written from threads: Delta's per-commit driver work overlaps.
+    # persona_runs goes last, so its row means every other table holds the run.
+    with ThreadPoolExecutor(max_workers=len(frames)) as pool:
+        futures = [
+            pool.submit(sinks.write_table, frame, sinks.TABLES[name], target(name), result.run_id)
+            for name, frame in frames.items()
+        ]
+        for future in futures:
+            future.result()
+    result.tables.update({name: target(name).path for name in frames})
     result.tables["persona_runs"] = runs_t.path
     row: dict[str, Any] = {
         "started_at": started_at,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -136,13 +137,17 @@ def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
     return df.select(*(["run_id"] if "run_id" in df.columns else []), *kept)
 
 
+NO_TABLE_CONDITIONS = {"PATH_NOT_FOUND", "DELTA_TABLE_NOT_FOUND", "DELTA_MISSING_DELTA_TABLE"}
+
+
 def stored_schema(spark: SparkSession, target: TableLocation) -> T.StructType | None:
     """The schema of the Delta table at ``target``, or None when there is no table yet."""
-    from delta.tables import DeltaTable
-
-    if not DeltaTable.isDeltaTable(spark, target.path):
-        return None
-    return spark.read.format("delta").load(target.path).schema
+    try:
+        return spark.read.format("delta").load(target.path).schema
+    except AnalysisException as err:
+        if err.getCondition() in NO_TABLE_CONDITIONS:
+            return None
+        raise
 
 
 def evolution(stored: T.StructType, spec: TableSpec) -> list[str]:
