@@ -248,6 +248,10 @@ class RunConfig(_Strict):
         looks_like_table = "/" not in src and not Path(resolved).exists()
         return src if self.input.format == "auto" and looks_like_table else resolved
 
+    def output_base(self) -> str:
+        """Where the tables go: a resolved folder, or "" for managed tables (output.schema)."""
+        return self.resolve(self.output.path) if self.output.path else ""
+
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
 

@@ -283,7 +283,7 @@ def write_tables(
 ) -> None:
     """The five tables, each replaced per run_id (declared schemas: sinks.TABLES)."""
     out = cfg.output
-    base = cfg.resolve(out.path)
+    base = cfg.output_base()
 
     def target(table: str) -> sinks.TableLocation:
         return sinks.location(base, table, out.catalog, out.schema_)
@@ -307,8 +307,8 @@ def write_tables(
         ]
         for future in futures:
             future.result()
-    result.tables.update({name: target(name).path for name in frames})
-    result.tables["persona_runs"] = runs_t.path
+    result.tables.update({name: target(name).path or target(name).ref for name in frames})
+    result.tables["persona_runs"] = runs_t.path or runs_t.ref
     row: dict[str, Any] = {
         "started_at": started_at,
         "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),

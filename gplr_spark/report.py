@@ -82,14 +82,15 @@ def load_run(
         for name in TABLE_NAMES
     }
     runs = frames["persona_runs"]
+    runs_at = sinks.location(base_path, "persona_runs", catalog, schema).ref
     if run_id is None:
         latest = runs.orderBy(F.desc("finished_at"), F.desc("run_id")).select("run_id").first()
         if latest is None:
-            raise ReportError(f"no runs in {base_path}/persona_runs")
+            raise ReportError(f"no runs in {runs_at}")
         run_id = str(latest["run_id"])
     elif runs.where(F.col("run_id") == run_id).limit(1).count() == 0:
         known = [r["run_id"] for r in runs.select("run_id").distinct().limit(20).collect()]
-        raise ReportError(f"run {run_id!r} is not in {base_path}/persona_runs (have {known})")
+        raise ReportError(f"run {run_id!r} is not in {runs_at} (have {known})")
     return RunTables(run_id, {n: df.where(F.col("run_id") == run_id) for n, df in frames.items()})
 
 
@@ -435,9 +436,7 @@ def write_report(report: Report, path: str | Path) -> Report:
 def report_for_config(spark: SparkSession, cfg: Any) -> Report:
     """The job's body: the run of ``cfg.output.run_id`` (or the latest) to ``cfg.report.path``."""
     out = cfg.output
-    tables = load_run(
-        spark, cfg.resolve(out.path), out.run_id, catalog=out.catalog, schema=out.schema_
-    )
+    tables = load_run(spark, cfg.output_base(), out.run_id, catalog=out.catalog, schema=out.schema_)
     chosen = cfg.report.customer_id or pick_customer(tables)
     purchases = None
     if cfg.report.history and chosen is not None:

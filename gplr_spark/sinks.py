@@ -22,10 +22,16 @@ TABLE_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
 
 @dataclass(frozen=True)
 class TableLocation:
-    """A Delta table by path, optionally registered as catalog.schema.name."""
+    """A Delta table by path (optionally registered as catalog.schema.name), or a managed
+    table by name only (path empty), e.g. in Unity Catalog, where volumes hold no tables."""
 
     path: str
     name: str | None = None
+
+    @property
+    def ref(self) -> str:
+        """How SQL names the table: ``delta.`path` `` or the qualified name."""
+        return f"delta.`{self.path}`" if self.path else str(self.name)
 
 
 class SchemaChangeError(ValueError):
@@ -86,7 +92,12 @@ TABLES: dict[str, TableSpec] = {
 
 
 def location(base_path: str, table: str, catalog: str | None, schema: str | None) -> TableLocation:
+    """``base_path/table``; an empty base path means a managed table (needs a schema)."""
     qualified = ".".join(p for p in (catalog, schema, table) if p) if schema else None
+    if not base_path:
+        if qualified is None:
+            raise ValueError(f"table {table}: an empty output path needs output.schema")
+        return TableLocation(path="", name=qualified)
     return TableLocation(path=f"{base_path.rstrip('/')}/{table}", name=qualified)
 
 
@@ -114,12 +125,30 @@ def write_run(
         writer = writer.option(key, value)
     if merge_schema:
         writer = writer.option("mergeSchema", "true")
+    if not target.path:
+        _write_managed(rows, str(target.name), run_id, merge_schema)
+        return
     writer.save(target.path)
     if target.name:
         spark = df.sparkSession
         spark.sql(
             f"CREATE TABLE IF NOT EXISTS {target.name} USING DELTA LOCATION {_quote(target.path)}"
         )
+
+
+def _write_managed(rows: DataFrame, name: str, run_id: str, merge_schema: bool) -> None:
+    """The same replace-by-run_id for a managed table, through DataFrameWriterV2."""
+    spark = rows.sparkSession
+    writer = rows.writeTo(name)
+    if not spark.catalog.tableExists(name):
+        writer = writer.using("delta").partitionedBy(F.col("run_id"))
+        for key, value in TABLE_PROPERTIES.items():
+            writer = writer.tableProperty(key, value)
+        writer.create()
+        return
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
+    writer.overwrite(F.col("run_id") == F.lit(run_id))
 
 
 def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
@@ -137,13 +166,18 @@ def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
     return df.select(*(["run_id"] if "run_id" in df.columns else []), *kept)
 
 
-NO_TABLE_CONDITIONS = {"PATH_NOT_FOUND", "DELTA_TABLE_NOT_FOUND", "DELTA_MISSING_DELTA_TABLE"}
+NO_TABLE_CONDITIONS = {
+    "PATH_NOT_FOUND",
+    "DELTA_TABLE_NOT_FOUND",
+    "DELTA_MISSING_DELTA_TABLE",
+    "TABLE_OR_VIEW_NOT_FOUND",
+}
 
 
 def stored_schema(spark: SparkSession, target: TableLocation) -> T.StructType | None:
     """The schema of the Delta table at ``target``, or None when there is no table yet."""
     try:
-        return spark.read.format("delta").load(target.path).schema
+        return read_table(spark, target).schema
     except AnalysisException as err:
         if err.getCondition() in NO_TABLE_CONDITIONS:
             return None
@@ -179,4 +213,6 @@ def write_table(df: DataFrame, spec: TableSpec, target: TableLocation, run_id: s
 
 
 def read_table(spark: SparkSession, target: TableLocation) -> DataFrame:
+    if not target.path:
+        return spark.table(str(target.name))
     return spark.read.format("delta").load(target.path)

@@ -7,10 +7,20 @@
 
 # COMMAND ----------
 
+# Outside a wheel install, import the package from this repository (notebooks/..).
+import os
+import sys
+
+if os.path.isdir(os.path.join("..", "gplr_spark")):
+    sys.path.insert(0, os.path.abspath(".."))
+
+# COMMAND ----------
+
 import json
 
 from gplr_spark import notebook
 from gplr_spark.pipeline import run_gplr
+from gplr_spark.report import report_for_config
 from gplr_spark.session import get_spark
 
 spark = get_spark("gplr-assign-personas")
@@ -31,6 +41,8 @@ dbutils.widgets.text("walk_length", "", "Walk length l")
 dbutils.widgets.text("beta", "", "De-bias beta")
 dbutils.widgets.text("k", "", "Personas per customer")
 dbutils.widgets.text("evidence_top_n", "", "Evidence items per persona")
+dbutils.widgets.text("report_path", "", "HTML report file (empty: config)")
+dbutils.widgets.dropdown("write_report", "false", ["true", "false"], "Write the HTML report")
 
 # COMMAND ----------
 
@@ -41,6 +53,8 @@ print(cfg.to_json())
 
 result = run_gplr(spark, cfg)
 print(result.summary())
+if dbutils.widgets.get("write_report") == "true":
+    print(report_for_config(spark, cfg).summary())
 
 # COMMAND ----------
 

@@ -6,6 +6,15 @@
 
 # COMMAND ----------
 
+# Outside a wheel install, import the package from this repository (notebooks/..).
+import os
+import sys
+
+if os.path.isdir(os.path.join("..", "gplr_spark")):
+    sys.path.insert(0, os.path.abspath(".."))
+
+# COMMAND ----------
+
 from pyspark.sql import functions as F
 
 from gplr_spark import notebook
@@ -26,7 +35,7 @@ dbutils.widgets.text("customer_id", "", "Customer to explain (empty: a busy one)
 
 cfg = notebook.config_from_widgets(dbutils)
 out = cfg.output
-tables = load_run(spark, cfg.resolve(out.path), out.run_id, catalog=out.catalog, schema=out.schema_)
+tables = load_run(spark, cfg.output_base(), out.run_id, catalog=out.catalog, schema=out.schema_)
 print(f"run {tables.run_id}")
 
 # COMMAND ----------

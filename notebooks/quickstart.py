@@ -11,6 +11,15 @@
 
 # COMMAND ----------
 
+# Outside a wheel install, import the package from this repository (notebooks/..).
+import os
+import sys
+
+if os.path.isdir(os.path.join("..", "gplr_spark")):
+    sys.path.insert(0, os.path.abspath(".."))
+
+# COMMAND ----------
+
 from gplr_spark import notebook
 from gplr_spark.pipeline import run_gplr
 from gplr_spark.report import report_for_config

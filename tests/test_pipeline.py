@@ -60,16 +60,60 @@ def test_runs_table_reports_every_cleaning_count(spark: SparkSession, first_run)
     assert set(row.timings) >= {"ingest", "graph", "labeling", "affinity", "assign"}
 
 
+TABLES = (
+    "customer_personas",
+    "persona_catalog",
+    "persona_segments",
+    "persona_evidence",
+    "persona_runs",
+)
+
+
+def test_evidence_and_segments_tables(spark: SparkSession, first_run) -> None:
+    cfg, _, out = first_run
+    evidence = spark.read.format("delta").load(str(out / "persona_evidence"))
+    personas = spark.read.format("delta").load(str(out / "customer_personas"))
+    per_pair = evidence.groupBy("customer_id", "persona").agg(
+        F.count(F.lit(1)).alias("n"), F.sum("contribution").alias("total")
+    )
+    joined = per_pair.join(personas, ["customer_id", "persona"])
+    # every evidence row explains an assigned persona, at most top_n items each, and the
+    # kept items never explain more than the (exact, eps = 0) score
+    assert joined.count() == per_pair.count() > 15_000
+    assert joined.agg(F.max("n")).first()[0] == cfg.evidence.top_n
+    assert joined.where(F.col("total") > F.col("score") * (1 + 1e-9)).count() == 0
+    segments = spark.read.format("delta").load(str(out / "persona_segments"))
+    assert segments.count() == personas.select("persona").distinct().count()
+    row = segments.agg(F.max("share"), F.max("revenue_share"), F.min("customers")).first()
+    assert 0 < row[0] <= 1 and 0 < row[1] <= 1 and row[2] >= 1
+    assert segments.where(F.size("top_items") == 0).count() == 0
+
+
 def test_rerun_replaces_the_run(spark: SparkSession, first_run) -> None:
-    cfg, _result, out = first_run
-    path = str(out / "customer_personas")
-    before = spark.read.format("delta").load(path).count()
-    version_before = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").agg(F.max("version")).first()[0]
+    cfg, _, out = first_run
+
+    def snapshot() -> dict[str, tuple[int, int]]:
+        state = {}
+        for table in TABLES:
+            path = str(out / table)
+            history = spark.sql(f"DESCRIBE HISTORY delta.`{path}`")
+            state[table] = (
+                spark.read.format("delta").load(path).count(),
+                history.agg(F.max("version")).first()[0],
+            )
+        return state
+
+    before = snapshot()
     run_gplr(spark, cfg)
-    assert spark.read.format("delta").load(path).count() == before
-    history = spark.sql(f"DESCRIBE HISTORY delta.`{path}`")
-    assert history.agg(F.max("version")).first()[0] == version_before + 1
-    assert spark.read.format("delta").load(str(out / "persona_runs")).count() == 1
+    after = snapshot()
+    for table in TABLES:
+        rows, version = before[table]
+        # same rows, and exactly one new commit (replaceWhere on run_id) per table
+        assert after[table] == (rows, version + 1), table
+    assert after["persona_runs"][0] == 1
+    last = spark.sql(f"DESCRIBE HISTORY delta.`{out / 'customer_personas'}` LIMIT 1").first()
+    assert last["operation"] == "WRITE"
+    assert "run_id = 't1'" in last["operationParameters"]["predicate"]
 
 
 def test_job_rejects_a_bad_key_in_one_line() -> None:

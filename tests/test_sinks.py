@@ -35,3 +35,22 @@ def test_schema_changes_need_a_declaration(spark: SparkSession, frame, tmp_path:
         sinks.write_table(frame({"customer_id": ["c"], "score": [3.0]}), _spec(True), target, "r3")
     props = spark.sql(f"SHOW TBLPROPERTIES delta.`{target.path}`").collect()
     assert {r.key: r.value for r in props}["delta.enableChangeDataFeed"] == "true"
+
+
+def test_managed_tables_by_name_are_replaced_per_run(spark: SparkSession, frame) -> None:
+    # an empty output path means managed tables in the schema (Unity Catalog's way)
+    with pytest.raises(ValueError, match=r"needs output\.schema"):
+        sinks.location("", "t", None, None)
+    spark.sql("CREATE SCHEMA IF NOT EXISTS gplr_sink_test")
+    target = sinks.location("", "scores", None, "gplr_sink_test")
+    assert (target.path, target.ref) == ("", "gplr_sink_test.scores")
+    rows = frame({"customer_id": ["a", "b"], "score": [1.0, 2.0]})
+    for run_id in ("r1", "r1", "r2"):
+        sinks.write_table(rows, _spec(False), target, run_id)
+    assert spark.table(target.ref).groupBy("run_id").count().orderBy("run_id").collect() == [
+        ("r1", 2),
+        ("r2", 2),
+    ]
+    versions = spark.sql(f"DESCRIBE HISTORY {target.ref}").select("version").collect()
+    assert len(versions) == 3
+    spark.sql("DROP SCHEMA gplr_sink_test CASCADE")
