@@ -28,6 +28,8 @@ dbutils = notebook.get_dbutils(globals(), spark)
 
 dbutils.widgets.text("config", "conf/online_retail.toml", "Config file")
 dbutils.widgets.text("output_path", "", "Delta folder (empty: config)")
+dbutils.widgets.text("output_catalog", "", "Unity Catalog catalog")
+dbutils.widgets.text("output_schema", "", "Schema of the tables")
 dbutils.widgets.text("run_id", "", "Run id (empty: the latest)")
 dbutils.widgets.text("customer_id", "", "Customer to explain (empty: a busy one)")
 
