@@ -59,6 +59,7 @@ class AffinityReport:
     engine: str = "matrix"
     partitions: int = 0
     hops: list[HopStats] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
     rows: int = 0
     max_affinity: float = 0.0
     median_row_max: float = 0.0
@@ -179,21 +180,25 @@ _PARTIAL_SCHEMA = T.StructType(
         T.StructField("dropped", T.DoubleType()),
     ]
 )
-_STATE_SCHEMA = T.StructType(
-    [
-        T.StructField("customer_id", T.StringType()),
-        T.StructField("items", T.ArrayType(T.IntegerType())),
-        T.StructField("x", T.ArrayType(T.DoubleType())),
-        T.StructField("acc", T.ArrayType(T.DoubleType())),
-    ]
-)
-_OUT_SCHEMA = T.StructType(
-    [
-        T.StructField("customer_id", T.StringType()),
-        T.StructField("p", T.IntegerType()),
-        T.StructField("affinity", T.DoubleType()),
-    ]
-)
+def _state_schema(customer_type: T.DataType) -> T.StructType:
+    return T.StructType(
+        [
+            T.StructField("customer_id", customer_type),
+            T.StructField("items", T.ArrayType(T.IntegerType())),
+            T.StructField("x", T.ArrayType(T.DoubleType())),
+            T.StructField("acc", T.ArrayType(T.DoubleType())),
+        ]
+    )
+
+
+def _out_schema(customer_type: T.DataType) -> T.StructType:
+    return T.StructType(
+        [
+            T.StructField("customer_id", customer_type),
+            T.StructField("p", T.IntegerType()),
+            T.StructField("affinity", T.DoubleType()),
+        ]
+    )
 
 
 def _adjacency(batch: pa.RecordBatch, n_items: int) -> sp.csr_matrix:
@@ -249,6 +254,9 @@ def _matrix_push(
     """Customers' adjacency in Arrow batches x a broadcast dense item-side matrix, per hop."""
     spark = edges.sparkSession
     sc = spark.sparkContext
+    t_start = time.perf_counter()
+    customer_type = edges.schema["customer_id"].dataType
+    out_schema, state_schema = _out_schema(customer_type), _state_schema(customer_type)
     # Index the item side on the driver (item-sized: |V| ids and degrees).
     items_pdf = edges.groupBy("item_id").agg(F.max("item_degree").alias("item_degree")).toPandas()
     items_pdf = items_pdf.sort_values("item_id", kind="stable").reset_index(drop=True)
@@ -261,6 +269,7 @@ def _matrix_push(
         "int"
     )
 
+    rep.phases["item_index"] = time.perf_counter() - t_start
     indexed = edges.select("customer_id", "item_id").join(F.broadcast(item_index), "item_id")
     n_edges = int(items_pdf["item_degree"].sum())
     n_parts = _partition_count(sc.defaultParallelism, n_edges, partitions)
@@ -272,6 +281,7 @@ def _matrix_push(
         lineage,
     )
 
+    rep.phases["adjacency"] = time.perf_counter() - t_start - rep.phases["item_index"]
     # Hop 1 pushes the prototypes' labels (few rows) with a join: L is too sparse to densify.
     t0 = time.perf_counter()
     residues = init.select("customer_id", persona_idx.alias("p"), "value")
@@ -333,13 +343,7 @@ def _matrix_push(
                             pa.array(c.astype(np.int32)),
                             pa.array(psi[r, c]),
                         ],
-                        schema=pa.schema(
-                            [
-                                ("customer_id", pa.string()),
-                                ("p", pa.int32()),
-                                ("affinity", pa.float64()),
-                            ]
-                        ),
+                        names=["customer_id", "p", "affinity"],
                     )
                 else:
                     yield pa.RecordBatch.from_arrays(
@@ -352,9 +356,9 @@ def _matrix_push(
                         names=["customer_id", "items", "x", "acc"],
                     )
 
-        state = _cut(
-            state.mapInArrow(to_customers, _OUT_SCHEMA if last else _STATE_SCHEMA), lineage
-        )
+        state = state.mapInArrow(to_customers, out_schema if last else state_schema)
+        if not last:  # the last pass is materialized once, by the caller's cut
+            state = _cut(state, lineage)
         y_bc.unpersist()
         rep.hops.append(
             HopStats(
@@ -451,6 +455,7 @@ def compute_affinity(
     rep.warnings.clear()
     init = _cut(initial_residues(labels, beta), lineage)
     personas = sorted(r["persona"] for r in init.select("persona").distinct().collect())
+    rep.phases = {"labels": time.perf_counter() - started}
     if not personas:
         raise ValueError("labels is empty: no prototype persona to propagate")
     if engine == "matrix":
@@ -468,8 +473,12 @@ def compute_affinity(
         raw = _long_push(
             edges, init, walk_length=walk_length, threshold=threshold, lineage=lineage, rep=rep
         )
+    t0 = time.perf_counter()
     result = _cut(raw, lineage)
+    rep.phases["result"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     _summarize(result, rep)
+    rep.phases["summary"] = time.perf_counter() - t0
     rep.seconds = time.perf_counter() - started
     return result
 

@@ -215,6 +215,8 @@ def run_gplr(
             eps=cfg.affinity.eps,
             walk_length=cfg.affinity.walk_length,
             beta=cfg.affinity.beta,
+            engine=cfg.affinity.engine,
+            partitions=cfg.affinity.partitions,
             report=rep,
         )
 
