@@ -143,7 +143,16 @@ class Bench:
         from gplr_spark.affinity import AffinityReport
 
         engines: list[str | None] = self.args.engines or [None]
+        n_edges = int(self.datasets[dataset]["graph"]["edges"])
+        if repeats is None:
+            repeats = self.args.repeats if n_edges <= self.args.large_edges else 1
         for engine in engines:
+            if engine == "long" and n_edges > self.args.long_max_edges:
+                self.notes.append(
+                    f"{dataset}: engine 'long' skipped above {self.args.long_max_edges:,} edges "
+                    "(--long-max-edges)"
+                )
+                continue
             if engine not in (None, "long") and not engine_supported():
                 self.notes.append(
                     f"{dataset}: engine {engine!r} skipped: compute_affinity has no engine kw"
@@ -151,7 +160,7 @@ class Bench:
                 continue
             spark_exact: Exact | None = None
             for eps in eps_list:
-                for rep_no in range(repeats or self.args.repeats):
+                for rep_no in range(repeats):
                     run: dict[str, Any] = {
                         "dataset": dataset,
                         "engine": engine_label(engine),
@@ -574,6 +583,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eps", default="0,1e-4,1e-3,0.02")
     parser.add_argument("--engine", default=None, help="comma-separated, e.g. matrix,long")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--large-edges",
+        type=int,
+        default=50_000_000,
+        help="graphs with more edges run each eps once, whatever --repeats says",
+    )
+    parser.add_argument(
+        "--long-max-edges",
+        type=int,
+        default=2_000_000,
+        help="the long engine runs only on graphs up to this many edges (it is the slow one)",
+    )
     parser.add_argument("--graphs-dir", type=Path, default=gen.DEFAULT_OUT)
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--shuffle-partitions", type=int, default=None)

@@ -24,6 +24,18 @@ if [ ! -f jars/lib/.resolved ] || [ jars/pom.xml -nt jars/lib/.resolved ]; then
   touch jars/lib/.resolved
 fi
 
+# The report test renders the HTML page in headless Chromium (Debian's package).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian chromium for the report test"
+    apt-get install -y -qq chromium >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; } \
+      || echo "warning: apt-get install chromium failed"
+  else
+    echo "note: chromium not found; the report rendering test will be skipped (outside CI)"
+  fi
+fi
+
 # spark-submit and the pyspark shell read conf/spark-defaults.conf (SPARK_CONF_DIR=conf):
 # list every jar by absolute path, since Spark skips globs in spark.jars.
 jars=$(ls "$PWD"/jars/lib/*.jar | paste -sd, -)
