@@ -177,7 +177,27 @@ class AffinityConfig(_Strict):
 
 
 class AssignConfig(_Strict):
+    """How affinities become each customer's personas (prototypes keep their labels).
+
+    ``method = "calibrated"`` (default): a logistic model per (customer, persona), fit on
+    out-of-fold prototype affinities (``folds`` folds, L2 strength ``l2``), then per
+    customer the set of 1..``max_k`` personas maximizing plug-in expected F1. With
+    ``item_labels`` (a CSV of LLM item labels) the item-label vote shares are features too.
+    ``method = "top_k"``: the paper's fixed ``k`` largest affinities.
+    """
+
+    method: Literal["calibrated", "top_k"] = "calibrated"
     k: int = Field(5, ge=1, le=50)
+    folds: int = Field(5, ge=2, le=50)
+    l2: float = Field(1.0, gt=0)
+    max_k: int = Field(8, ge=1, le=50)
+    item_labels: str | None = None
+
+    @field_validator("item_labels")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        """``--set assign.item_labels=""`` switches item labels off."""
+        return value or None
 
 
 class EvidenceConfig(_Strict):
