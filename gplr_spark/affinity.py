@@ -180,6 +180,8 @@ _PARTIAL_SCHEMA = T.StructType(
         T.StructField("dropped", T.DoubleType()),
     ]
 )
+
+
 def _state_schema(customer_type: T.DataType) -> T.StructType:
     return T.StructType(
         [
@@ -503,3 +505,92 @@ def _summarize(result: DataFrame, rep: AffinityReport) -> None:
             f"({rep.median_row_max:.3g}): top-k sets will be unreliable; use eps <= "
             f"{0.1 * rep.median_row_max:.2g}"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Out-of-fold prototype affinities (training data of the calibrated assignment)
+# ---------------------------------------------------------------------------------------------
+
+
+def prototype_folds(labels: DataFrame, folds: int, seed: int = 0) -> DataFrame:
+    """DataFrame[customer_id, fold]: the labelled prototypes dealt into ``folds`` folds.
+
+    Prototypes are ordered by a seeded hash of customer_id (ties by id) and dealt round
+    robin, so fold sizes differ by at most one (like numpy's permutation % folds). One
+    global window: it sorts the prototypes only (the LLM budget), never all customers.
+    """
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
+    order = Window.orderBy(
+        F.xxhash64(F.col("customer_id").cast("string"), F.lit(int(seed))), F.col("customer_id")
+    )
+    return (
+        labels.select("customer_id")
+        .distinct()
+        .withColumn("fold", ((F.row_number().over(order) - 1) % folds).cast("int"))
+    )
+
+
+def out_of_fold_affinity(
+    edges: DataFrame,
+    labels: DataFrame,
+    folds: DataFrame,
+    *,
+    eps: float = 0.0,
+    walk_length: int = 1,
+    beta: float = 0.5,
+    engine: Engine = "matrix",
+    partitions: int | None = None,
+    lineage: Lineage = "local",
+) -> DataFrame:
+    """Each prototype's affinities computed without its own fold's labels.
+
+    ``folds`` is DataFrame[customer_id, fold] (``prototype_folds``). For every fold f,
+    ``compute_affinity(edges, labels of the other folds)`` is kept on fold f's prototypes:
+    a held-out prototype is scored exactly like a customer the LLM never saw, which is
+    what a model trained on these rows is then applied to. Result: DataFrame[customer_id,
+    persona, affinity] (zero entries left out, as compute_affinity does).
+
+    With walk_length = 1 only the prototypes' own edges are pushed: the walk goes
+    prototype -> item -> prototype, and degrees ride on every edge row (a customer keeps
+    all its edges), so the numbers are exactly those of the full graph, at a fraction of
+    the cost. Longer walks pass through other customers and use the whole graph.
+    """
+    labelled = labels.select("customer_id", "persona").join(F.broadcast(folds), "customer_id")
+    sizes = {
+        r["fold"]: r["n"]
+        for r in labelled.groupBy("fold").agg(F.count(F.lit(1)).alias("n")).collect()
+    }
+    graph = edges
+    if walk_length == 1:
+        graph = _cut(edges.join(F.broadcast(folds.select("customer_id")), "customer_id"), lineage)
+    parts: list[DataFrame] = []
+    for fold in sorted(sizes):
+        if sizes[fold] == sum(sizes.values()):  # the other folds hold no label: nothing to push
+            continue
+        train = labelled.where(F.col("fold") != fold).select("customer_id", "persona")
+        held_out = folds.where(F.col("fold") == fold).select("customer_id")
+        psi = compute_affinity(
+            graph,
+            train,
+            eps=eps,
+            walk_length=walk_length,
+            beta=beta,
+            engine=engine,
+            partitions=partitions,
+            lineage=lineage,
+        )
+        parts.append(psi.join(F.broadcast(held_out), "customer_id", "left_semi"))
+    if not parts:
+        schema = T.StructType(
+            [
+                T.StructField("customer_id", edges.schema["customer_id"].dataType),
+                T.StructField("persona", T.StringType()),
+                T.StructField("affinity", T.DoubleType()),
+            ]
+        )
+        return edges.sparkSession.createDataFrame([], schema)
+    total = parts[0]
+    for part in parts[1:]:
+        total = total.unionByName(part)
+    return _cut(total, lineage)
