@@ -45,6 +45,7 @@ RUNS_SCHEMA = T.StructType(
         T.StructField("timings", T.MapType(T.StringType(), T.DoubleType())),
         T.StructField("affinity", T.StringType()),
         T.StructField("labeling", T.StringType()),
+        T.StructField("assign", T.StringType()),
     ]
 )
 
@@ -68,6 +69,7 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     affinity_report: affinity_stage.AffinityReport | None = None
     labeling_report: labeling.LabelingReport | None = None
+    assign_report: assign.AssignReport | None = None
     tables: dict[str, str] = field(default_factory=dict)
     evidence: DataFrame | None = None
     segments: DataFrame | None = None
@@ -84,6 +86,8 @@ class RunResult:
                 f"median row max={rep.median_row_max:.3g}"
             )
             lines += [f"  WARNING {w}" for w in rep.warnings]
+        if self.assign_report:
+            lines += ["  " + line for line in self.assign_report.lines()]
         lines += [f"  table {name}: {path}" for name, path in self.tables.items()]
         return "\n".join(lines)
 
@@ -120,6 +124,69 @@ def make_labeler(cfg: RunConfig) -> labeling.Labeler:
     return OpenAILabeler.from_config(lab, store_root=cfg.resolve(lab.store_path))
 
 
+def calibrated_assignments(
+    cfg: RunConfig,
+    edges: DataFrame,
+    purchases: DataFrame,
+    labels: DataFrame,
+    aff: DataFrame,
+    catalog: Catalog,
+) -> tuple[DataFrame, assign.AssignReport]:
+    """The calibrated assign stage: out-of-fold prototype affinities, optional item-label
+    votes, the logistic pair model and expected-F1 sets (assign.calibrated)."""
+    spark = edges.sparkSession
+    a, af = cfg.assign, cfg.affinity
+    report = assign.AssignReport("calibrated", max_k=a.max_k, folds=a.folds, seed=cfg.sampling.seed)
+    t0 = time.perf_counter()
+    folds = affinity_stage.prototype_folds(labels, a.folds, seed=cfg.sampling.seed)
+    folds = folds.localCheckpoint(eager=True)
+    oof = affinity_stage.out_of_fold_affinity(
+        edges,
+        labels,
+        folds,
+        eps=af.eps,
+        walk_length=af.walk_length,
+        beta=af.beta,
+        engine=af.engine,
+        partitions=af.partitions,
+    )
+    report.seconds["out_of_fold_affinity"] = round(time.perf_counter() - t0, 3)
+    votes = None
+    if a.item_labels:
+        t0 = time.perf_counter()
+        items = purchases.select("item_id", "item_name").distinct()
+        item_personas, report.item_labels = assign.load_item_labels(
+            spark, cfg.resolve(a.item_labels), catalog.names, items
+        )
+        votes = assign.item_votes(edges, item_personas).localCheckpoint(eager=True)
+        report.seconds["item_votes"] = round(time.perf_counter() - t0, 3)
+    model = assign.CalibrationReport(folds=a.folds)
+    t0 = time.perf_counter()
+    assignments = assign.calibrated(
+        aff, labels, oof, edges, votes=votes, l2=a.l2, max_k=a.max_k, report=model
+    )
+    report.seconds["model"] = round(time.perf_counter() - t0, 3)
+    report.model = model
+    return assignments, report
+
+
+def calibrated_counts(report: assign.AssignReport) -> dict[str, int]:
+    """The calibrated stage's integer facts for persona_runs.counts."""
+    out: dict[str, int] = {}
+    if report.model is not None:
+        out["calibration_train_rows"] = report.model.train_rows
+        out["calibration_train_positives"] = report.model.train_positives
+        out["calibration_iterations"] = report.model.iterations
+    out.update({f"customers_with_{k}_personas": v for k, v in report.set_sizes.items()})
+    lab = report.item_labels
+    if lab is not None:
+        out["item_labels_items_labeled"] = lab.items_labeled
+        out["item_labels_items_unlabeled"] = lab.items_unlabeled
+        out["item_labels_rows_unmatched"] = lab.label_rows_unmatched
+        out["item_labels_unknown_persona_entries"] = lab.unknown_persona_entries
+    return out
+
+
 def default_run_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("run-%Y%m%dT%H%M%SZ")
 
@@ -137,6 +204,10 @@ def run_gplr(
     timings: dict[str, float] = {}
     counts: dict[str, int] = {}
     source = cfg.source()
+    labels_file = cfg.resolve(cfg.assign.item_labels or "")
+    uses_labels = cfg.assign.method == "calibrated" and cfg.assign.item_labels
+    if uses_labels and "://" not in labels_file and not os.path.isfile(labels_file):
+        raise ConfigError(f"config key 'assign.item_labels': file {labels_file} does not exist")
 
     with stage(spark, "ingest", timings):
         purchases, cleaning = ingest.load_purchases(
@@ -221,7 +292,13 @@ def run_gplr(
         )
 
     with stage(spark, "assign", timings):
-        assignments = assign.top_k(aff, labels, k=cfg.assign.k).localCheckpoint(eager=True)
+        if cfg.assign.method == "top_k":
+            assign_report = assign.AssignReport("top_k", k=cfg.assign.k)
+            assignments = assign.top_k(aff, labels, k=cfg.assign.k).localCheckpoint(eager=True)
+        else:
+            assignments, assign_report = calibrated_assignments(
+                cfg, edges, purchases, labels, aff, catalog
+            )
         per_source = {
             r["source"]: r["n"]
             for r in assignments.groupBy("source")
@@ -231,13 +308,20 @@ def run_gplr(
         counts["customers_llm"] = int(per_source.get("llm", 0))
         counts["customers_inferred"] = int(per_source.get("inferred", 0))
         counts["customers_unreached"] = assign.unreached_customers(assignments, customers).count()
-        counts["customers_fewer_than_k"] = (
-            assignments.where("source = 'inferred'")
+        sizes = {
+            int(r["count"]): int(r["n"])
+            for r in assignments.where("source = 'inferred'")
             .groupBy("customer_id")
             .count()
-            .where(F.col("count") < cfg.assign.k)
-            .count()
-        )
+            .groupBy("count")
+            .agg(F.count(F.lit(1)).alias("n"))
+            .collect()
+        }
+        assign_report.set_sizes = {str(k): v for k, v in sorted(sizes.items())}
+        if cfg.assign.method == "top_k":
+            counts["customers_fewer_than_k"] = sum(v for k, v in sizes.items() if k < cfg.assign.k)
+        else:
+            counts.update(calibrated_counts(assign_report))
         counts["assignment_rows"] = assignments.count()
 
     with stage(spark, "evidence", timings):
@@ -271,6 +355,7 @@ def run_gplr(
         timings=timings,
         affinity_report=rep,
         labeling_report=lab_report,
+        assign_report=assign_report,
         evidence=why,
         segments=segments,
     )
@@ -330,6 +415,7 @@ def write_tables(
         "timings": result.timings,
         "affinity": json.dumps(result.affinity_report.as_dict() if result.affinity_report else {}),
         "labeling": json.dumps(result.labeling_report.as_dict() if result.labeling_report else {}),
+        "assign": json.dumps(result.assign_report.as_dict() if result.assign_report else {}),
     }
     runs = spark.createDataFrame([row], schema=RUNS_SCHEMA)
     sinks.write_table(runs, RUNS_TABLE, runs_t, result.run_id)
