@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pyspark.sql import functions as F
 from gplr_spark.config import load_config
 from gplr_spark.pipeline import run_gplr
 from gplr_spark.session import REPO_ROOT
+from tests.tiny_run import RUN_ID, tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +22,12 @@ def first_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("delta")
     cfg = load_config(
         REPO_ROOT / "conf" / "online_retail.toml",
-        [f'output.path="{out}"', 'output.run_id="t1"', 'labeler.backend="offline"'],
+        [
+            f'output.path="{out}"',
+            'output.run_id="t1"',
+            'labeler.backend="offline"',
+            'assign.method="top_k"',  # the paper's fixed k; calibrated: the tiny run below
+        ],
     )
     return cfg, run_gplr(spark, cfg), out
 
@@ -152,3 +159,31 @@ def test_job_reports_a_missing_input(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines()[-1] == (
         f"error: InputError: input {tmp_path}/none.parquet does not exist"
     )
+
+
+def test_calibrated_default_assigns_a_variable_number_of_personas(spark: SparkSession) -> None:
+    """The bundled config's default: calibrated sets of 1..max_k personas, with item labels."""
+    tiny = tiny_run(spark)
+    result, cfg = tiny.scope["result"], tiny.scope["cfg"]
+    assert cfg.assign.method == "calibrated" and cfg.assign.item_labels
+    table = spark.read.format("delta").load(str(tiny.delta / "customer_personas"))
+    inferred = table.where(f"run_id = '{RUN_ID}' AND source = 'inferred'")
+    sizes = inferred.groupBy("customer_id").agg(
+        F.count(F.lit(1)).alias("n"), F.min("rank").alias("lo"), F.max("rank").alias("hi")
+    )
+    row = sizes.agg(F.min("n"), F.max("n"), F.countDistinct("n"), F.max("lo")).first()
+    assert row[0] >= 1 and row[1] <= cfg.assign.max_k and row[2] > 1 and row[3] == 1
+    assert sizes.where("hi != n").count() == 0  # ranks 1..k
+    assert inferred.where("score <= 0 OR score >= 1").count() == 0  # probabilities
+    assert sizes.count() == result.counts["customers_inferred"] > 300
+    run = spark.read.format("delta").load(str(tiny.delta / "persona_runs"))
+    report = json.loads(run.where(f"run_id = '{RUN_ID}'").first()["assign"])
+    assert report["method"] == "calibrated" and report["folds"] == cfg.assign.folds
+    model = report["model"]
+    assert model["use_votes"] and model["iterations"] > 0 and model["train_positives"] > 0
+    assert model["train_rows"] == model["train_customers"] * model["personas"]
+    assert set(model["weights"]) >= {"affinity_share", "vote_share", "log_degree"}
+    items = report["item_labels"]
+    assert items["items_labeled"] + items["items_unlabeled"] == items["items"] > 1000
+    assert result.counts["item_labels_items_unlabeled"] == items["items_unlabeled"]
+    assert "method=calibrated" in result.summary()
