@@ -13,13 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from gplr_spark.affinity import compute_affinity, out_of_fold_affinity, prototype_folds
+from gplr_spark.affinity import out_of_fold_affinity, prototype_folds
 from gplr_spark.assign import (
-    CalibrationReport,
-    calibrated,
     expected_f1_sets,
     feature_names,
     fit_pair_model,
@@ -31,8 +29,9 @@ from gplr_spark.assign import (
 )
 from gplr_spark.config import ConfigError, load_config
 from gplr_spark.evaluation import inference as inf
-from gplr_spark.evaluation.data import LABELS_DIR, load_catalog, load_user_labels
-from gplr_spark.graph import build_edges
+from gplr_spark.evaluation.data import load_catalog
+from gplr_spark.evaluation.data import load_item_labels as ev_load_item_labels
+from tests.tiny_run import tiny_run
 
 
 def test_expected_f1_sets_hand_computed(frame) -> None:
@@ -146,111 +145,49 @@ def test_item_labels_are_matched_and_counted(spark: SparkSession, frame, tmp_dir
 
 
 @pytest.fixture(scope="module")
-def slice_run(spark: SparkSession, online_retail):
-    """Every 10th OnlineRetail customer (~430), 20% of them prototypes with GPT-4 labels."""
-    purchases = online_retail[0].where(F.col("customer_id").cast("long") % 10 == 0)
-    edges = build_edges(purchases).localCheckpoint(eager=True)
-    edges_pd = edges.select("customer_id", "item_id").toPandas()
-    catalog = load_catalog()
-    recorded = load_user_labels(catalog)
-    users = sorted(edges_pd.customer_id.unique())
-    pool = [u for u in users if recorded.get(u)]
-    rng = np.random.default_rng(3)
-    protos = sorted(rng.choice(pool, size=len(users) // 5, replace=False).tolist())
-    rows = [(u, p) for u in protos for p in sorted(recorded[u])]
-    labels = spark.createDataFrame(
-        pd.DataFrame(rows, columns=["customer_id", "persona"])
-    ).localCheckpoint(eager=True)
-    folds = prototype_folds(labels, 3, seed=11).localCheckpoint(eager=True)  # 3: test time
-    aff = compute_affinity(edges, labels, beta=0.5)
-    oof = out_of_fold_affinity(edges, labels, folds, beta=0.5)
-    items = purchases.select("item_id", "item_name").distinct()
-    item_personas, item_rep = load_item_labels(
-        spark, str(LABELS_DIR / "item_labels.csv"), catalog.names, items
-    )
-    votes = item_votes(edges, item_personas).localCheckpoint(eager=True)
-    report = CalibrationReport()
-    got = calibrated(aff, labels, oof, edges, votes=votes, l2=1.0, max_k=8, report=report)
+def tiny(spark: SparkSession):
+    """The shared small real run (every 10th OnlineRetail customer, ~440; 10% offline-labeled
+    prototypes), made by the quickstart notebook with the bundled config: calibrated, with
+    the GPT-4 item labels. Reused here so the stage is checked as the pipeline runs it."""
+    run = tiny_run(spark)
+    result, cfg = run.scope["result"], run.scope["cfg"]
+    assert cfg.assign.method == "calibrated" and cfg.assign.item_labels
+    edges_pd = result.edges.select("customer_id", "item_id").toPandas()
+    graph = inf.Graph.from_edges(edges_pd)
+    rows = sorted((r.customer_id, r.persona) for r in result.labels.collect())
+    personas = sorted({p for _, p in rows})  # the affinity's persona set
+    phi = np.zeros((len(graph.users), len(personas)))
+    for u, p in rows:
+        phi[graph.users.get_loc(u), personas.index(p)] = 1.0
     return {
-        "edges": edges,
-        "edges_pd": edges_pd,
-        "labels": labels,
-        "folds": folds.toPandas(),
-        "oof": oof,
-        "votes": votes,
-        "item_personas": item_personas.toPandas(),
-        "item_report": item_rep,
-        "catalog": catalog,
-        "result": got.toPandas(),
-        "report": report,
+        "result": result,
+        "cfg": cfg,
+        "graph": graph,
         "rows": rows,
+        "personas": personas,
+        "phi": phi,
     }
 
 
-@pytest.fixture(scope="module")
-def numpy_model(slice_run):
-    """The evaluation's calibrated model on the same graph, prototypes and folds."""
-    graph = inf.Graph.from_edges(slice_run["edges_pd"])
-    personas = sorted({p for _, p in slice_run["rows"]})  # the affinity's persona set
-    col = {p: j for j, p in enumerate(personas)}
-    phi = np.zeros((len(graph.users), len(personas)))
-    for u, p in slice_run["rows"]:
-        phi[graph.users.get_loc(u), col[p]] = 1.0
-    catalog = slice_run["catalog"].names
-    ip = np.zeros((len(graph.items), len(catalog)))
-    for item, persona in slice_run["item_personas"].itertuples(index=False):
-        ip[graph.items.get_loc(item), catalog.index(persona)] = 1.0
-    votes = inf.item_votes(graph, ip)[:, [catalog.index(p) for p in personas]]
+def _fold_index(graph: inf.Graph, folds: DataFrame) -> pd.Series:
+    """fold per prototype, indexed by the numpy graph's user index."""
+    pdf = folds.toPandas()
+    return pd.Series(pdf.fold.to_numpy(), index=graph.users.get_indexer(pdf.customer_id))
+
+
+def _numpy_oof(
+    graph: inf.Graph, phi: np.ndarray, fold_of: pd.Series
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per fold: (held-out user indices, their affinities from the other folds' labels)."""
     walk = inf.Walk.of(graph.adj)
-    folds = slice_run["folds"]
-    fold_of = pd.Series(folds.fold.to_numpy(), index=graph.users.get_indexer(folds.customer_id))
-    xs, ys, order, oof = [], [], [], {}
+    out = []
     for f in sorted(fold_of.unique()):
         test = fold_of.index[fold_of == f].to_numpy()
-        train_phi = np.zeros_like(phi)
         train = fold_of.index[fold_of != f].to_numpy()
+        train_phi = np.zeros_like(phi)
         train_phi[train] = phi[train]
-        psi = inf.affinity(walk, train_phi, beta=0.5)[test]
-        oof.update(
-            {
-                (graph.users[u], p): psi[i, j]
-                for i, u in enumerate(test)
-                for j, p in enumerate(personas)
-            }
-        )
-        feats = inf.pair_features(psi, votes[test], graph.degree[test])
-        xs.append(feats.reshape(-1, feats.shape[2]))
-        ys.append(phi[test].reshape(-1))
-        order += [(graph.users[u], p) for u in test for p in personas]
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    w = inf.fit_logistic(x, y, 1.0)
-    psi = inf.affinity(walk, phi, beta=0.5)
-    prob = 1 / (1 + np.exp(-(inf.pair_features(psi, votes, graph.degree) @ w)))
-    pred = inf.expected_f1_sets(prob, max_k=8)
-    protos = fold_of.index.to_numpy()
-    scored = np.flatnonzero(psi.sum(axis=1) > 0)
-    scored = scored[~np.isin(scored, protos)]  # reached non-prototypes
-    sets = {graph.users[u]: frozenset(np.array(personas)[pred[u]]) for u in scored}
-    return {
-        "x": x,
-        "y": y,
-        "order": order,
-        "oof": oof,
-        "w": w,
-        "sets": sets,
-        "prob": prob,
-        "graph": graph,
-    }
-
-
-def test_out_of_fold_affinities_equal_numpy(slice_run, numpy_model) -> None:
-    sizes = slice_run["folds"].fold.value_counts()
-    assert sorted(sizes.index) == [0, 1, 2] and sizes.max() - sizes.min() <= 1
-    got = slice_run["oof"].toPandas()
-    want = numpy_model["oof"]
-    assert got.affinity.gt(0).all() and len(got) == sum(v > 0 for v in want.values())
-    err = max(abs(a - want[(u, p)]) for u, p, a in got.itertuples(index=False))
-    assert err < 1e-15  # exact (eps = 0), on the prototypes' edges only (walk length 1)
+        out.append((test, inf.affinity(walk, train_phi, beta=0.5)[test]))
+    return out
 
 
 def _objective(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1.0) -> float:
@@ -259,40 +196,89 @@ def _objective(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1.0) -> 
     return float((np.logaddexp(0, z) - y * z).sum() + 0.5 * l2 * w @ w)
 
 
-def test_training_features_equal_numpy_pair_features(slice_run, numpy_model, spark) -> None:
-    personas = sorted({p for _, p in slice_run["rows"]})
-    index = persona_index(spark, personas)
-    degrees = (
-        slice_run["edges"]
-        .groupBy("customer_id")
-        .agg(F.max("customer_degree").alias("customer_degree"))
+@pytest.fixture(scope="module")
+def numpy_model(tiny):
+    """The evaluation's calibrated model on the same graph, prototypes and folds.
+
+    Item labels come from evaluation.data.load_item_labels (pandas), an independent
+    reading of the CSV and of the name matching."""
+    graph, phi, personas, cfg = tiny["graph"], tiny["phi"], tiny["personas"], tiny["cfg"]
+    catalog = load_catalog().names
+    item_labels = ev_load_item_labels(load_catalog())
+    ip = np.zeros((len(graph.items), len(catalog)))
+    for i, name in enumerate(graph.items):
+        for p in item_labels.get(name, ()):
+            ip[i, catalog.index(p)] = 1.0
+    votes = inf.item_votes(graph, ip)[:, [catalog.index(p) for p in personas]]
+    folds = prototype_folds(tiny["result"].labels, cfg.assign.folds, seed=cfg.sampling.seed)
+    xs, ys = [], []
+    for test, psi in _numpy_oof(graph, phi, _fold_index(graph, folds)):
+        feats = inf.pair_features(psi, votes[test], graph.degree[test])
+        xs.append(feats.reshape(-1, feats.shape[2]))
+        ys.append(phi[test].reshape(-1))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    w = inf.fit_logistic(x, y, cfg.assign.l2)
+    psi = inf.affinity(inf.Walk.of(graph.adj), phi, beta=0.5)
+    prob = 1 / (1 + np.exp(-(inf.pair_features(psi, votes, graph.degree) @ w)))
+    pred = inf.expected_f1_sets(prob, max_k=cfg.assign.max_k)
+    protos = np.unique(graph.users.get_indexer([u for u, _ in tiny["rows"]]))
+    scored = np.flatnonzero(psi.sum(axis=1) > 0)
+    scored = scored[~np.isin(scored, protos)]  # reached non-prototypes
+    sets = {graph.users[u]: frozenset(np.array(personas)[pred[u]]) for u in scored}
+    return {"x": x, "y": y, "w": w, "sets": sets, "prob": prob}
+
+
+def test_out_of_fold_affinities_and_features_equal_numpy(tiny, spark: SparkSession) -> None:
+    result, graph, personas = tiny["result"], tiny["graph"], tiny["personas"]
+    folds = prototype_folds(result.labels, 2, seed=5).localCheckpoint(eager=True)  # 2: time
+    fold_of = _fold_index(graph, folds)
+    assert abs((fold_of == 0).sum() - (fold_of == 1).sum()) <= 1  # balanced
+    oof = out_of_fold_affinity(result.edges, result.labels, folds, beta=0.5)
+    want = {
+        (graph.users[u], p): psi[i, j]
+        for test, psi in _numpy_oof(graph, tiny["phi"], fold_of)
+        for i, u in enumerate(test)
+        for j, p in enumerate(personas)
+    }
+    got = oof.toPandas()
+    assert got.affinity.gt(0).all() and len(got) == sum(v > 0 for v in want.values())
+    err = max(abs(a - want[(u, p)]) for u, p, a in got.itertuples(index=False))
+    assert err < 1e-15  # exact (eps = 0), pushed on the prototypes' edges only (l = 1)
+    # the dense pair features, as DataFrame expressions, equal pair_features (no votes)
+    degrees = result.edges.groupBy("customer_id").agg(
+        F.max("customer_degree").alias("customer_degree")
     )
-    protos = slice_run["labels"].select("customer_id").distinct()
-    grid = pair_grid(protos, index, slice_run["oof"], degrees, slice_run["votes"])
-    feats = pair_features(grid, len(personas), use_votes=True).toPandas()
-    feats = feats.set_index(["customer_id", "persona"]).loc[numpy_model["order"]]
-    dense = feats[feature_names(True)].to_numpy()
-    onehot = np.eye(len(personas))[feats.persona_idx.to_numpy()]
-    assert np.abs(np.hstack([dense, onehot]) - numpy_model["x"]).max() < 1e-9
+    protos = result.labels.select("customer_id").distinct()
+    grid = pair_grid(protos, persona_index(spark, personas), oof, degrees)
+    feats = pair_features(grid, len(personas), use_votes=False).toPandas()
+    for test, psi in _numpy_oof(graph, tiny["phi"], fold_of):
+        x = inf.pair_features(psi, None, graph.degree[test])
+        keys = [(graph.users[u], p) for u in test for p in personas]
+        mine = feats.set_index(["customer_id", "persona"]).loc[keys]
+        dense = mine[feature_names(False)].to_numpy()
+        onehot = np.eye(len(personas))[mine.persona_idx.to_numpy()]
+        assert np.abs(np.hstack([dense, onehot]) - x.reshape(-1, x.shape[2])).max() < 1e-12
 
 
-def test_calibrated_stage_matches_the_numpy_model(slice_run, numpy_model) -> None:
-    got, rep = slice_run["result"], slice_run["report"]
-    personas = sorted({p for _, p in slice_run["rows"]})
-    # the fitted model: same training rows and weights as scipy's (to its tolerance)
-    assert rep.train_rows == len(numpy_model["y"]) and rep.train_positives == len(slice_run["rows"])
-    weights = np.array(list(rep.weights.values()))
-    assert list(rep.weights)[: len(feature_names(True))] == feature_names(True)
-    # Same objective (sum log-loss + l2/2 |w|^2): Spark's optimum is at least as low as
-    # scipy's, which stops at its default tolerance, ~2e-3 from the optimum on these rows.
+def test_calibrated_stage_matches_the_numpy_model(tiny, numpy_model) -> None:
+    result, personas = tiny["result"], tiny["personas"]
+    got, rep = result.assignments.toPandas(), result.assign_report.model
+    # the fitted model: the same training rows and objective as scipy's
     x, y, w = numpy_model["x"], numpy_model["y"], numpy_model["w"]
+    assert rep.train_rows == len(y) and rep.train_positives == len(tiny["rows"]) == y.sum()
+    assert list(rep.weights)[: len(feature_names(True))] == feature_names(True)
+    weights = np.array(list(rep.weights.values()))
+    # Spark reports the objective of fit_logistic (sum log-loss + l2/2 |w|^2) at its
+    # weights, computed here on numpy's matrix: the training rows are the same; and its
+    # optimum is at least as low as scipy's, which stops at its default tolerance
+    # (~2e-3 from the optimum in the weights on rows like these).
     assert rep.objective == pytest.approx(_objective(x, y, weights), rel=1e-9)
     assert _objective(x, y, weights) <= _objective(x, y, w) + 1e-9
     assert np.abs(weights - w).max() < 5e-3
     assert rep.personas == len(personas) and rep.iterations > 0
     # prototypes keep exactly their labels
     llm = got[got.source == "llm"]
-    assert sorted(zip(llm.customer_id, llm.persona, strict=True)) == sorted(slice_run["rows"])
+    assert sorted(zip(llm.customer_id, llm.persona, strict=True)) == tiny["rows"]
     # inferred: a set of 1..max_k personas for every reached non-prototype, ranks 1..k
     inferred = got[got.source == "inferred"]
     sets = inferred.groupby("customer_id").persona.agg(frozenset).to_dict()
@@ -304,11 +290,10 @@ def test_calibrated_stage_matches_the_numpy_model(slice_run, numpy_model) -> Non
     )
     assert ranks.all()
     same = np.mean([sets[u] == numpy_model["sets"][u] for u in sets])
-    # Tolerance: scipy stops at its default gradient tolerance (weights ~1e-4 from the optimum
-    # Spark reaches), which can flip a near-tie of two set sizes' expected F1.
+    # Tolerance: scipy's weights stop short of the optimum Spark reaches (see above), which
+    # could flip a near-tie of two set sizes' expected F1 for a few customers.
     assert same >= 0.98, same
-    graph = numpy_model["graph"]
-    rows = graph.users.get_indexer(inferred.customer_id)
+    rows = tiny["graph"].users.get_indexer(inferred.customer_id)
     cols = [personas.index(p) for p in inferred.persona]
     assert np.abs(inferred.score.to_numpy() - numpy_model["prob"][rows, cols]).max() < 1e-3
     print(f"calibrated sets equal to numpy's for {same:.4f} of {len(sets)} customers")
