@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -91,12 +92,14 @@ def with_degrees(pairs: DataFrame) -> DataFrame:
     return pairs.join(F.broadcast(cdeg), "customer_id").join(F.broadcast(ideg), "item_id")
 
 
-def read_result(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A written affinity result back on the driver, as numpy columns."""
-    table = pq.read_table(path, columns=["customer_id", "persona", "affinity"])
+def read_result(path: Path) -> tuple[np.ndarray, pd.Categorical, np.ndarray]:
+    """A written affinity result back on the driver: numpy columns, personas as codes."""
+    table = pq.read_table(
+        path, columns=["customer_id", "persona", "affinity"], read_dictionary=["persona"]
+    )
     cust = table.column("customer_id").to_numpy(zero_copy_only=False)
-    persona = table.column("persona").to_numpy(zero_copy_only=False)
-    return cust, persona, table.column("affinity").to_numpy()
+    persona = table.column("persona").to_pandas()  # dictionary -> Categorical, no strings
+    return cust, pd.Categorical(persona), table.column("affinity").to_numpy()
 
 
 class Bench:
@@ -206,11 +209,11 @@ class Bench:
                     self.save(partial=True)
 
     def _as_exact(
-        self, cust: np.ndarray, persona: np.ndarray, value: np.ndarray, labels: DataFrame
+        self, cust: np.ndarray, persona: pd.Categorical, value: np.ndarray, labels: DataFrame
     ) -> Exact:
         """Use the Spark eps=0 result as the reference (when scipy would not fit)."""
         customers = np.unique(cust)
-        personas = sorted({str(p) for p in np.unique(persona.astype(str))})
+        personas = sorted(str(p) for p in persona.categories)
         protos = np.unique(labels.select("customer_id").toPandas()["customer_id"].to_numpy())
         ref = Exact(customers, personas, np.zeros((len(customers), len(personas))), np.array([]))
         ref.psi = dense_result(ref, cust, persona, value)

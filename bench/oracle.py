@@ -74,11 +74,20 @@ def exact_affinity(
 
 
 def dense_result(
-    exact: Exact, customers: np.ndarray, personas: np.ndarray, values: np.ndarray
+    exact: Exact,
+    customers: np.ndarray,
+    personas: np.ndarray | pd.Categorical,
+    values: np.ndarray,
 ) -> np.ndarray:
-    """A (customer, persona, affinity) result as a dense matrix shaped like ``exact.psi``."""
+    """A (customer, persona, affinity) result as a dense matrix shaped like ``exact.psi``.
+
+    ``personas`` may be a Categorical (codes + names): 100M result rows then cost 4 bytes
+    each instead of a Python string each."""
     col = {p: j for j, p in enumerate(exact.personas)}
-    uniq, inv = np.unique(personas.astype(str), return_inverse=True)
+    if isinstance(personas, pd.Categorical):
+        uniq, inv = np.asarray(personas.categories, dtype=str), personas.codes
+    else:
+        uniq, inv = np.unique(personas.astype(str), return_inverse=True)
     missing = [p for p in uniq if p not in col]
     if missing:
         raise KeyError(f"result has personas the labels do not: {missing[:5]}")

@@ -193,12 +193,11 @@ def _state_schema(customer_type: T.DataType) -> T.StructType:
     )
 
 
-def _out_schema(customer_type: T.DataType) -> T.StructType:
+def _wide_schema(customer_type: T.DataType) -> T.StructType:
     return T.StructType(
         [
             T.StructField("customer_id", customer_type),
-            T.StructField("p", T.IntegerType()),
-            T.StructField("affinity", T.DoubleType()),
+            T.StructField("psi", T.ArrayType(T.DoubleType())),
         ]
     )
 
@@ -258,7 +257,7 @@ def _matrix_push(
     sc = spark.sparkContext
     t_start = time.perf_counter()
     customer_type = edges.schema["customer_id"].dataType
-    out_schema, state_schema = _out_schema(customer_type), _state_schema(customer_type)
+    out_schema, state_schema = _wide_schema(customer_type), _state_schema(customer_type)
     # Index the item side on the driver (item-sized: |V| ids and degrees).
     items_pdf = edges.groupBy("item_id").agg(F.max("item_degree").alias("item_degree")).toPandas()
     items_pdf = items_pdf.sort_values("item_id", kind="stable").reset_index(drop=True)
@@ -336,16 +335,10 @@ def _matrix_push(
                 degree = np.asarray(adj.sum(axis=1)).ravel()
                 x = np.asarray(adj @ item_side) / degree[:, None]
                 acc = x if first else _dense(batch, "acc", width) + x
-                if last:
-                    psi = acc * scale
-                    r, c = np.nonzero(psi)
+                if last:  # one wide row per customer: |R| doubles, not |R| rows
                     yield pa.RecordBatch.from_arrays(
-                        [
-                            batch.column("customer_id").take(pa.array(r)),
-                            pa.array(c.astype(np.int32)),
-                            pa.array(psi[r, c]),
-                        ],
-                        names=["customer_id", "p", "affinity"],
+                        [batch.column("customer_id"), _list_column(acc * scale)],
+                        names=["customer_id", "psi"],
                     )
                 else:
                     yield pa.RecordBatch.from_arrays(
@@ -415,11 +408,7 @@ def _matrix_push(
                 time.perf_counter() - t0,
             )
         )
-    return state.select(
-        "customer_id",
-        F.element_at(F.array(*map(F.lit, personas)), F.col("p") + 1).alias("persona"),
-        "affinity",
-    )
+    return state
 
 
 def compute_affinity(
@@ -476,20 +465,51 @@ def compute_affinity(
             edges, init, walk_length=walk_length, threshold=threshold, lineage=lineage, rep=rep
         )
     t0 = time.perf_counter()
-    result = _cut(raw, lineage)
-    rep.phases["result"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    _summarize(result, rep)
+    if engine == "matrix":
+        # Materialize one array row per customer (|U| rows, not |U| x |R|) and hand out the
+        # long view as a narrow explode over it: 10x less memory for the cut result.
+        wide = _cut(raw, lineage)
+        rep.phases["result"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        _summarize(_wide_row_stats(wide), rep)
+        result = _explode(wide, personas)
+    else:
+        result = _cut(raw, lineage)
+        rep.phases["result"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        _summarize(
+            result.groupBy("customer_id").agg(
+                F.max("affinity").alias("m"), F.count(F.lit(1)).alias("n")
+            ),
+            rep,
+        )
     rep.phases["summary"] = time.perf_counter() - t0
     rep.seconds = time.perf_counter() - started
     return result
 
 
-def _summarize(result: DataFrame, rep: AffinityReport) -> None:
-    """Affinity scale (largest value, median row maximum) and the eps warning, into ``rep``."""
-    row_max = result.groupBy("customer_id").agg(
-        F.max("affinity").alias("m"), F.count(F.lit(1)).alias("n")
+def _explode(wide: DataFrame, personas: list[str]) -> DataFrame:
+    """The long view DataFrame[customer_id, persona, affinity] of wide rows, zeros left out."""
+    names = F.array(*map(F.lit, personas))
+    return (
+        wide.select("customer_id", F.posexplode("psi").alias("p", "affinity"))
+        .where(F.col("affinity") > 0)
+        .select("customer_id", F.element_at(names, F.col("p") + 1).alias("persona"), "affinity")
     )
+
+
+def _wide_row_stats(wide: DataFrame) -> DataFrame:
+    """Per reached customer: the row maximum m and the number n of non-zero entries."""
+    return wide.select(
+        F.array_max("psi").alias("m"), F.size(F.filter("psi", lambda x: x > 0)).alias("n")
+    ).where(F.col("n") > 0)
+
+
+def _summarize(row_max: DataFrame, rep: AffinityReport) -> None:
+    """Affinity scale (largest value, median row maximum) and the eps warning, into ``rep``.
+
+    ``row_max`` has one row per reached customer: m (row maximum) and n (non-zero entries).
+    """
     scale = row_max.agg(
         F.sum("n").alias("rows"),
         F.max("m").alias("max"),

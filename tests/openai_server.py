@@ -16,6 +16,7 @@ import math
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import defaultdict, deque
@@ -123,6 +124,17 @@ def untrusted_names(prompt: str) -> list[str]:
     return [decoder.raw_decode(line)[0] for line in match.group(2).split("\n")]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Records handler errors instead of printing them: a client that drops its connection
+    (after a 403, a timeout, a reset) is what several tests provoke, and a traceback on the
+    test process's stderr would leak into the one-line errors the jobs are checked for."""
+
+    errors: list[BaseException | None]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        self.errors.append(sys.exc_info()[1])
+
+
 class FakeOpenAI:
     """The programmable server. Use as a context manager or call start()/stop()."""
 
@@ -179,7 +191,8 @@ class FakeOpenAI:
             def do_POST(self) -> None:
                 server._handle(self)
 
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        httpd = _QuietServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        httpd.errors = []
         httpd.daemon_threads = True
         httpd.request_queue_size = 256
         httpd.allow_reuse_address = True

@@ -190,6 +190,7 @@ def tiny_cfg(tmp_path: Path) -> Callable[..., RunConfig]:
                 f'catalog.path="{tmp_path / "catalog.csv"}"',
                 "affinity.beta=0.0",
                 "sampling.seed=7",
+                'assign.method="top_k"',
                 "assign.k=1",
                 *overrides,
             ],
