@@ -532,6 +532,9 @@ def _summarize(row_max: DataFrame, rep: AffinityReport) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+_FOLD_SEP = "\x1f"  # joins a fold id and a persona name into one pseudo-persona
+
+
 def prototype_folds(labels: DataFrame, folds: int, seed: int = 0) -> DataFrame:
     """DataFrame[customer_id, fold]: the labelled prototypes dealt into ``folds`` folds.
 
@@ -565,52 +568,82 @@ def out_of_fold_affinity(
 ) -> DataFrame:
     """Each prototype's affinities computed without its own fold's labels.
 
-    ``folds`` is DataFrame[customer_id, fold] (``prototype_folds``). For every fold f,
-    ``compute_affinity(edges, labels of the other folds)`` is kept on fold f's prototypes:
-    a held-out prototype is scored exactly like a customer the LLM never saw, which is
-    what a model trained on these rows is then applied to. Result: DataFrame[customer_id,
-    persona, affinity] (zero entries left out, as compute_affinity does).
+    ``folds`` is DataFrame[customer_id, fold] (``prototype_folds``). A prototype of fold f
+    gets ``compute_affinity(edges, labels of the other folds)``: it is scored exactly like
+    a customer the LLM never saw, which is what a model trained on these rows is then
+    applied to. Result: DataFrame[customer_id, persona, affinity], zero entries left out.
+
+    All folds go through ONE push: every label of fold g is copied to the personas
+    "f|persona" of each other fold f, so column "f|r" holds fold f's training labels. That
+    differs from fold f's own run only by constants (the label split over F - 1 copies,
+    and de-bias weights scaled by fold f's least count over the global least count), which
+    are multiplied back; eps is tightened by the largest such factor, so every entry stays
+    within eps of fold f's exact affinity.
 
     With walk_length = 1 only the prototypes' own edges are pushed: the walk goes
     prototype -> item -> prototype, and degrees ride on every edge row (a customer keeps
     all its edges), so the numbers are exactly those of the full graph, at a fraction of
     the cost. Longer walks pass through other customers and use the whole graph.
     """
-    labelled = labels.select("customer_id", "persona").join(F.broadcast(folds), "customer_id")
-    sizes = {
-        r["fold"]: r["n"]
-        for r in labelled.groupBy("fold").agg(F.count(F.lit(1)).alias("n")).collect()
+    labelled = (
+        labels.select("customer_id", "persona").distinct().join(F.broadcast(folds), "customer_id")
+    )
+    counts = labelled.groupBy("fold", "persona").agg(F.count(F.lit(1)).alias("n")).collect()
+    fold_ids = sorted({int(r["fold"]) for r in counts})
+    empty = T.StructType(
+        [
+            T.StructField("customer_id", edges.schema["customer_id"].dataType),
+            T.StructField("persona", T.StringType()),
+            T.StructField("affinity", T.DoubleType()),
+        ]
+    )
+    if len(fold_ids) < 2:  # the other folds hold no label: nothing to push
+        return edges.sparkSession.createDataFrame([], empty)
+    # n[f][r]: labels of persona r that fold f trains on (every fold but f).
+    per_fold: dict[int, dict[str, int]] = {f: {} for f in fold_ids}
+    for r in counts:
+        for f in fold_ids:
+            if f != r["fold"]:
+                per_fold[f][r["persona"]] = per_fold[f].get(r["persona"], 0) + int(r["n"])
+    least = min(min(n.values()) for n in per_fold.values())
+    factor = {
+        f: (len(fold_ids) - 1) * (min(n.values()) / least) ** beta for f, n in per_fold.items()
     }
+    spark = edges.sparkSession
+    fold_frame = spark.createDataFrame(
+        [(f, factor[f]) for f in fold_ids], "train_fold int, factor double"
+    )
+    tagged = labelled.join(F.broadcast(fold_frame), F.col("fold") != F.col("train_fold")).select(
+        "customer_id", F.concat_ws(_FOLD_SEP, "train_fold", "persona").alias("persona")
+    )
     graph = edges
     if walk_length == 1:
         graph = _cut(edges.join(F.broadcast(folds.select("customer_id")), "customer_id"), lineage)
-    parts: list[DataFrame] = []
-    for fold in sorted(sizes):
-        if sizes[fold] == sum(sizes.values()):  # the other folds hold no label: nothing to push
-            continue
-        train = labelled.where(F.col("fold") != fold).select("customer_id", "persona")
-        held_out = folds.where(F.col("fold") == fold).select("customer_id")
-        psi = compute_affinity(
-            graph,
-            train,
-            eps=eps,
-            walk_length=walk_length,
-            beta=beta,
-            engine=engine,
-            partitions=partitions,
-            lineage=lineage,
+    psi = compute_affinity(
+        graph,
+        tagged,
+        eps=eps / max(factor.values()),
+        walk_length=walk_length,
+        beta=beta,
+        engine=engine,
+        partitions=partitions,
+        lineage=lineage,
+    )
+    parts = F.split("persona", _FOLD_SEP, 2)
+    own = (
+        psi.select(
+            "customer_id",
+            parts[0].cast("int").alias("train_fold"),
+            parts[1].alias("persona"),
+            "affinity",
         )
-        parts.append(psi.join(F.broadcast(held_out), "customer_id", "left_semi"))
-    if not parts:
-        schema = T.StructType(
-            [
-                T.StructField("customer_id", edges.schema["customer_id"].dataType),
-                T.StructField("persona", T.StringType()),
-                T.StructField("affinity", T.DoubleType()),
-            ]
-        )
-        return edges.sparkSession.createDataFrame([], schema)
-    total = parts[0]
-    for part in parts[1:]:
-        total = total.unionByName(part)
-    return _cut(total, lineage)
+        .join(F.broadcast(folds), "customer_id")
+        .where(F.col("fold") == F.col("train_fold"))
+        .join(F.broadcast(fold_frame), "train_fold")
+    )
+    return _cut(
+        own.select(
+            "customer_id", "persona", (F.col("affinity") * F.col("factor")).alias("affinity")
+        ),
+        lineage,
+    )
