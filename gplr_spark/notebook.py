@@ -35,6 +35,7 @@ WIDGET_KEYS: dict[str, str] = {
     "eps": "affinity.eps",
     "walk_length": "affinity.walk_length",
     "beta": "affinity.beta",
+    "assign_method": "assign.method",
     "k": "assign.k",
     "evidence_top_n": "evidence.top_n",
     "customer_id": "report.customer_id",

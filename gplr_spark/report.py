@@ -122,7 +122,10 @@ def plot_distribution(counts: dict[str, dict[str, int]]) -> Figure:
 
 
 def plot_score_histograms(bins: dict[str, list[tuple[float, int]]]) -> Figure:
-    """Histograms of log10 affinity, rank 1 vs ranks 2..k of inferred customers."""
+    """Histograms of log10 score, rank 1 vs ranks 2..k of inferred customers.
+
+    The score is the affinity under ``assign.method = top_k`` and the calibrated
+    probability of the persona under ``calibrated``."""
     fig = Figure(figsize=(8, 3.6))
     ax = fig.subplots()
     width = 0.1
@@ -130,9 +133,9 @@ def plot_score_histograms(bins: dict[str, list[tuple[float, int]]]) -> Figure:
         if rows:
             xs, ys = zip(*rows, strict=True)
             ax.bar(np.array(xs) + width / 2, ys, width=width, alpha=0.6, label=label)
-    ax.set_xlabel("log10 affinity score")
+    ax.set_xlabel("log10 score (top_k: affinity; calibrated: probability)")
     ax.set_ylabel("customer-persona rows")
-    ax.set_title("Affinity scores of inferred personas")
+    ax.set_title("Scores of inferred personas")
     ax.legend()
     return fig
 
