@@ -71,6 +71,10 @@ def test_assign_personas_rerun_replaces_the_run(spark: SparkSession) -> None:
         rows, version = before[name]
         # same rows, one new commit per table
         assert after[name] == (rows, version + 1), name
+    last = spark.sql(f"DESCRIBE HISTORY delta.`{tiny.delta / 'customer_personas'}` LIMIT 1")
+    row = last.first()
+    assert row["operation"] == "WRITE"
+    assert f"run_id = '{RUN_ID}'" in row["operationParameters"]["predicate"]
 
 
 def test_explore_segments_explains_a_customer(spark: SparkSession) -> None:

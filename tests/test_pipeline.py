@@ -96,7 +96,10 @@ def test_evidence_and_segments_tables(spark: SparkSession, first_run) -> None:
     assert segments.where(F.size("top_items") == 0).count() == 0
 
 
+@pytest.mark.slow
 def test_rerun_replaces_the_run(spark: SparkSession, first_run) -> None:
+    """The full OnlineRetail rerun (30 s): slow. The default suite checks the same
+    replaceWhere rerun on the tiny run (test_notebooks::test_assign_personas_rerun_...)."""
     cfg, _, out = first_run
 
     def snapshot() -> dict[str, tuple[int, int]]:
