@@ -336,8 +336,9 @@ def build_report(
         "distribution",
         "Persona distribution (inferred vs LLM)",
         plot_distribution(counts),
-        "Prototype customers keep their LLM labels; all others get the top-k personas of "
-        "their affinity row.",
+        "Prototype customers keep their LLM labels; all others get the personas that "
+        "assign.method chooses from their affinity row (calibrated: the expected-F1 set; "
+        "top_k: the k largest).",
     )
     add_plot("scores", "Affinity score histograms", plot_score_histograms(score_bins(personas)))
     names, jaccard = cooccurrence(personas)
