@@ -33,10 +33,12 @@ def main(
     rec_variants: Annotated[str, typer.Option(help="bipartite,recorded,gplr5,gplr20")] = (
         "bipartite,recorded,gplr5,gplr20"
     ),
-    epochs: Annotated[int, typer.Option(help="recommender epochs")] = 60,
-    lr: Annotated[float, typer.Option(help="Adam learning rate")] = 5e-3,
+    epochs: Annotated[int, typer.Option(help="recommender epochs")] = 150,
+    lr: Annotated[float, typer.Option(help="Adam learning rate")] = 0.01,
     batch: Annotated[int, typer.Option(help="BPR batch size")] = 8192,
-    reg: Annotated[float, typer.Option(help="L2 on ego embeddings")] = 1e-4,
+    reg: Annotated[
+        float, typer.Option(help="L2 on ego embeddings (1e-3: tuned, reports/recommender.md)")
+    ] = 1e-3,
     out: Annotated[Path, typer.Option(help="report directory")] = Path("reports"),
 ) -> None:
     from gplr_spark.config import load_config
